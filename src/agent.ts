@@ -1,0 +1,259 @@
+/**
+ * The agent: sources (Workers) → normalization → durable spool → Zerobus sink,
+ * with status and counters for the API. One instance per `run`.
+ */
+import { type AgentConfig, type SourceConfig, tableFullName, targetFor } from "./config/schema.ts";
+import type { Logger } from "./log.ts";
+import { type BridgeCounters, newBridgeCounters } from "./metrics.ts";
+import { createNormalizer, type Normalizer, type SourceInfo } from "./normalize/normalize.ts";
+import { recordIdFactory } from "./record.ts";
+import { type SinkOptions, ZerobusSink } from "./sinks/zerobus/sink.ts";
+import { Spool } from "./spool/spool.ts";
+import { type HostedSourceConfig, SourceHost } from "./sources/host.ts";
+import type { Reading } from "./sources/worker_protocol.ts";
+
+/** Lane of records whose source has no target table configured. */
+export const NO_TARGET = "__no_target__";
+
+/** Options for tests and the benchmark. */
+export interface AgentOptions {
+  /** Override of sink timings (tests use short backoffs). */
+  sink?: Partial<SinkOptions>;
+}
+
+/** The running agent. */
+export class Agent {
+  readonly bridge: BridgeCounters = newBridgeCounters();
+  readonly dropped: Record<string, number> = {};
+  readonly startedAt = new Date();
+  readonly host: SourceHost;
+  sink?: ZerobusSink;
+  #normalize: Normalizer;
+  #nextId = recordIdFactory();
+  #infos = new Map<string, SourceInfo>();
+  #laneOf = new Map<string, string>();
+  #stopping = false;
+
+  private constructor(readonly config: AgentConfig, readonly spool: Spool, readonly log: Logger) {
+    this.#normalize = createNormalizer(config.normalization);
+    this.host = new SourceHost(
+      (src, readings) => this.#onBatch(src, readings),
+      (source, reason, item, detail) => this.deadLetter(source, reason, item, detail),
+      log.child("sources"),
+      config.connector.data_dir,
+    );
+  }
+
+  /** Opens the spool, starts the sink and every enabled source. */
+  static async start(config: AgentConfig, log: Logger, opts: AgentOptions = {}): Promise<Agent> {
+    const bp = config.backpressure;
+    const spoolPath = bp.disk_spool.enabled
+      ? `${config.connector.data_dir}/spool/spool.sqlite3`
+      : ":memory:";
+    if (!bp.disk_spool.enabled) {
+      log.warning(
+        "backpressure.disk_spool.enabled is false: the spool is in memory and records are lost on restart",
+      );
+    }
+    const spool = await Spool.open({
+      path: spoolPath,
+      maxBytes: bp.disk_spool.max_size_mb * 1024 * 1024,
+      maxRecords: bp.disk_spool.max_records,
+      maxRowsPerSegment: config.zerobus.batch.max_records,
+    });
+    if (spool.recoveredFrom) {
+      log.error("the spool file was not a database; it was moved aside and a new spool started", {
+        kept_as: spool.recoveredFrom,
+        what_to_do: "keep the moved file for inspection; no records in it can be sent",
+      });
+    }
+    const recovered = spool.stats();
+    if (recovered.records > 0) {
+      log.info("spool holds unacknowledged records from the last run; they are resent", {
+        records: recovered.records,
+        bytes: recovered.bytes,
+      });
+    }
+    const agent = new Agent(config, spool, log);
+    agent.#startSink(opts);
+    for (const s of config.sources) await agent.startSource(s);
+    return agent;
+  }
+
+  #startSink(opts: AgentOptions): void {
+    const zb = this.config.zerobus;
+    if (!zb.enabled) {
+      this.log.warning(
+        "zerobus.enabled is false: records are kept in the spool until it is enabled",
+      );
+      return;
+    }
+    const endpoint = zb.zerobus_endpoint ?? zb.workspace_host!;
+    this.sink = new ZerobusSink(
+      {
+        endpoint,
+        workspaceUrl: zb.workspace_host ?? endpoint,
+        clientId: zb.auth.client_id ?? "",
+        clientSecret: zb.auth.client_secret ?? "",
+        recordType: zb.record_type,
+        maxRecords: zb.batch.max_records,
+        maxBytes: zb.batch.max_bytes,
+        lingerMs: zb.batch.linger_ms,
+        streamsPerTarget: zb.streams_per_target,
+        maxInflight: zb.max_inflight_requests,
+        ackTimeoutMs: zb.ack_timeout_s * 1000,
+        ...opts.sink,
+      },
+      this.spool,
+      (e) => {
+        if (e.kind === "acked") {
+          this.bridge.records_acked += e.records;
+          this.bridge.batches_sent += e.requests;
+        } else {
+          this.bridge.reconnections++;
+          this.log.warning("zerobus stream problem", { target: e.target, error: e.message });
+        }
+      },
+    );
+    const tables = [zb.default_target, ...Object.values(zb.source_targets)];
+    for (const t of tables) if (t) this.sink.addTarget(tableFullName(t), t);
+    // Lanes recovered from the spool keep the table they were routed to.
+    for (const lane of this.spool.lanes.keys()) {
+      const [catalog, schema, table, ...rest] = lane.split(".");
+      if (table && rest.length === 0) this.sink.addTarget(lane, { catalog, schema, table });
+    }
+  }
+
+  /** Starts (or restarts with new settings) one source. */
+  async startSource(s: SourceConfig): Promise<void> {
+    const target = targetFor(this.config, s.name);
+    this.#laneOf.set(s.name, target ? tableFullName(target) : NO_TARGET);
+    this.#infos.set(s.name, {
+      name: s.name,
+      protocol: s.protocol,
+      endpoint: s.endpoint ?? `${s.protocol}://${s.name}`,
+      context: { site: s.site, area: s.area, line: s.line, equipment: s.equipment },
+    });
+    if (!target) {
+      this.log.warning(
+        "source has no target table: set zerobus.default_target or zerobus.source_targets",
+        {
+          source: s.name,
+        },
+      );
+    }
+    await this.host.start(s as unknown as HostedSourceConfig & Record<string, unknown>);
+  }
+
+  async #onBatch(src: HostedSourceConfig, readings: Reading[]): Promise<void> {
+    const n = readings.length;
+    this.bridge.records_received += n;
+    const lane = this.#laneOf.get(src.name) ?? NO_TARGET;
+    if (this.spool.isFull() && !(await this.#makeRoom(n))) return;
+    const info = this.#infos.get(src.name)!;
+    const ingest = Date.now() * 1000;
+    const rows = new Array<string>(n);
+    for (let i = 0; i < n; i++) {
+      const rec = this.#normalize(info, readings[i], ingest);
+      rows[i] = JSON.stringify({ record_id: this.#nextId(), ...rec });
+    }
+    this.bridge.records_normalized += n;
+    await this.spool.append(lane, rows);
+    this.bridge.records_enqueued += n;
+  }
+
+  /** Applies `backpressure.on_full`; false when the batch is dropped. */
+  async #makeRoom(n: number): Promise<boolean> {
+    const policy = this.config.backpressure.on_full;
+    if (policy === "block") {
+      await this.spool.waitForSpace();
+      return !this.#stopping || !this.spool.isFull();
+    }
+    if (policy === "drop_oldest") {
+      while (this.spool.isFull()) {
+        const freed = await this.spool.dropOldest();
+        if (freed === 0) break;
+        this.#countDrop("spool_full_oldest", freed);
+      }
+      if (!this.spool.isFull()) return true;
+    }
+    this.#countDrop("spool_full", n);
+    return false;
+  }
+
+  #countDrop(reason: string, n: number): void {
+    this.dropped[reason] = (this.dropped[reason] ?? 0) + n;
+    this.bridge.records_dropped += n;
+  }
+
+  /** Stores an undeliverable item in the dead-letter store (never throws). */
+  deadLetter(source: string, reason: string, item: string, detail?: Record<string, unknown>): void {
+    this.bridge.dead_letters++;
+    this.spool.deadLetter({ source, reason, item, detail }).catch((e) =>
+      this.log.error("dead-letter store failed", { source, reason, error: String(e) })
+    );
+  }
+
+  /** Stops sources, commits what they sent, lets the sink drain briefly, closes the spool. */
+  async stop(graceMs = 3000): Promise<void> {
+    if (this.#stopping) return;
+    this.#stopping = true;
+    await this.host.stopAll();
+    await this.spool.flush();
+    await this.sink?.stop(graceMs);
+    await this.spool.close();
+  }
+
+  /** The `/api/status` document. */
+  status() {
+    const sources = this.host.status();
+    for (const [name, s] of Object.entries(sources)) {
+      (s as unknown as Record<string, unknown>).target = this.#laneOf.get(name) ?? null;
+      (s as unknown as Record<string, unknown>).incomplete_paths =
+        this.#normalize.incompletePaths.get(name) ?? 0;
+    }
+    return {
+      status: "running",
+      connector: this.config.connector.name,
+      started_at: this.startedAt.toISOString(),
+      uptime_s: Math.round((Date.now() - this.startedAt.getTime()) / 1000),
+      zerobus_enabled: this.config.zerobus.enabled,
+      zerobus_connected: this.sink?.connected() ?? false,
+      circuit_breaker_state: this.sink?.breakerState() ?? "closed",
+      sources,
+      targets: this.sink?.targetStats() ?? {},
+      spool: this.spool.stats(),
+    };
+  }
+
+  /** The `/api/metrics` document, in the original description's shape. */
+  metrics() {
+    const sources = this.host.status();
+    const clients: Record<string, unknown> = {};
+    for (const [name, s] of Object.entries(sources)) {
+      clients[name] = {
+        protocol: s.protocol,
+        state: s.state,
+        records: s.records,
+        restarts: s.restarts,
+        errors: s.counters.errors,
+      };
+    }
+    const sp = this.spool.stats();
+    return {
+      bridge: { ...this.bridge },
+      backpressure: {
+        policy: this.config.backpressure.on_full,
+        spool_records: sp.records,
+        spool_bytes: sp.bytes,
+        spool_max_bytes: sp.max_bytes,
+        spool_max_records: sp.max_records,
+        spool_full: sp.full,
+        dropped: { ...this.dropped },
+        dead_letters: sp.dead_letters,
+      },
+      zerobus_targets: this.sink?.targetStats() ?? {},
+      clients,
+    };
+  }
+}

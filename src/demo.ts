@@ -1,0 +1,67 @@
+/**
+ * `otedge demo`: the simulator, the local Zerobus stand-in (a child process)
+ * and the agent with config/demo.yaml, started together; Ctrl-C stops all.
+ */
+import { parseArgs } from "node:util";
+import { formatErrors, loadConfigText } from "./config/load.ts";
+import { createLogger } from "./log.ts";
+import { startAgent, untilSignal } from "./run.ts";
+import { spawnSelf, type SelfProcess } from "./self.ts";
+
+/** `otedge demo [--port N] [--data-dir DIR]`. */
+export async function runDemo(args: string[]): Promise<number> {
+  const { values } = parseArgs({
+    args,
+    options: { port: { type: "string" }, "data-dir": { type: "string" } },
+  });
+  const dataDir = values["data-dir"] ?? "./data/demo";
+  const port = values.port ?? "8080";
+  await Deno.mkdir(dataDir, { recursive: true });
+
+  const standIn: SelfProcess = await spawnSelf(
+    ["zerobus-local", "--port", "0", "--http-port", "0", "--data-dir", dataDir],
+    "ready",
+  );
+  const ready = standIn.ready as { endpoint: string; workspace_url: string };
+  const text = await Deno.readTextFile(new URL("../config/demo.yaml", import.meta.url));
+  const env = {
+    ...Deno.env.toObject(),
+    DEMO_ZEROBUS_ENDPOINT: ready.endpoint,
+    DEMO_WORKSPACE_URL: ready.workspace_url,
+    DEMO_DATA_DIR: dataDir,
+    CONNECTOR_HTTP_PORT: port,
+  };
+  const res = loadConfigText(text, { env, fileName: "config/demo.yaml" });
+  if (!res.ok) {
+    await standIn.stop();
+    console.error(formatErrors(res.errors, "config/demo.yaml"));
+    return 2;
+  }
+  const log = createLogger(res.config.connector.log_level);
+  let running;
+  try {
+    running = await startAgent(res.config, log);
+  } catch (e) {
+    await standIn.stop();
+    console.error(`demo failed to start: ${(e as Error).message}`);
+    return 1;
+  }
+  const tables = `${dataDir}/zerobus-local/*.jsonl`;
+  console.log(
+    [
+      "",
+      "otedge demo is running",
+      `  API:           ${running.url}  (try ${running.url}/api/status and ${running.url}/metrics)`,
+      `  data folder:   ${dataDir}`,
+      `  Zerobus stand-in: ${ready.endpoint} (tokens at ${ready.workspace_url}/oidc/v1/token, counts at ${ready.workspace_url}/tables)`,
+      `  Delta rows land in: ${tables}`,
+      "  Ctrl-C stops everything.",
+      "",
+    ].join("\n"),
+  );
+  await untilSignal();
+  log.info("demo stopping");
+  await running.stop();
+  await standIn.stop();
+  return 0;
+}

@@ -1,0 +1,143 @@
+/**
+ * The Zerobus sink: one gRPC channel per endpoint, and per target table a
+ * token provider and a sender reading that table's spool lane.
+ */
+import * as grpc from "@grpc/grpc-js";
+import type { Spool } from "../../spool/spool.ts";
+import { type BreakerState, type SenderOptions, type SenderStats, TargetSender } from "./sender.ts";
+import { type TableRef, TokenProvider, workspaceIdOf } from "./token.ts";
+import type { RecordTypeName } from "./wire.ts";
+
+/** Settings of the sink, derived from the `zerobus` config section. */
+export interface SinkOptions {
+  endpoint: string;
+  workspaceUrl: string;
+  clientId: string;
+  clientSecret: string;
+  recordType: RecordTypeName;
+  maxRecords: number;
+  maxBytes: number;
+  lingerMs: number;
+  streamsPerTarget: number;
+  maxInflight: number;
+  ackTimeoutMs: number;
+  backoffMinMs?: number;
+  backoffMaxMs?: number;
+  fatalRetryMs?: number;
+}
+
+/** The gRPC address and credentials for a Zerobus endpoint URL (http = plaintext h2c). */
+export function channelFor(endpoint: string): { address: string; creds: grpc.ChannelCredentials } {
+  const url = new URL(endpoint.includes("://") ? endpoint : `https://${endpoint}`);
+  const tls = url.protocol === "https:";
+  const port = url.port || (tls ? "443" : "80");
+  return {
+    address: `${url.hostname}:${port}`,
+    creds: tls ? grpc.credentials.createSsl() : grpc.credentials.createInsecure(),
+  };
+}
+
+/** Event from a sender, for metrics and logs. */
+export type SinkEvent =
+  | { kind: "acked"; target: string; records: number; requests: number }
+  | { kind: "error"; target: string; message: string };
+
+/** Streams every target's spool lane into Zerobus. */
+export class ZerobusSink {
+  readonly senders = new Map<string, TargetSender>();
+  #client: grpc.Client;
+
+  constructor(
+    private readonly opts: SinkOptions,
+    private readonly spool: Spool,
+    private readonly onEvent: (e: SinkEvent) => void = () => {},
+  ) {
+    const { address, creds } = channelFor(opts.endpoint);
+    this.#client = new grpc.Client(address, creds, {
+      "grpc.max_send_message_length": 16 * 1024 * 1024,
+      "grpc.max_receive_message_length": 16 * 1024 * 1024,
+      "grpc.keepalive_time_ms": 30_000,
+      "grpc.keepalive_timeout_ms": 10_000,
+    });
+  }
+
+  /** Starts (once) the sender of a target lane. `key` is the lane name (the table's full name). */
+  addTarget(key: string, table: TableRef): TargetSender {
+    let s = this.senders.get(key);
+    if (s) return s;
+    const o = this.opts;
+    const tokens = new TokenProvider({
+      workspaceUrl: o.workspaceUrl,
+      workspaceId: workspaceIdOf(o.endpoint),
+      clientId: o.clientId,
+      clientSecret: o.clientSecret,
+      table,
+    });
+    const senderOpts: SenderOptions = {
+      table,
+      recordType: o.recordType,
+      maxRecords: o.maxRecords,
+      maxBytes: o.maxBytes,
+      lingerMs: o.lingerMs,
+      streams: o.streamsPerTarget,
+      maxInflight: o.maxInflight,
+      ackTimeoutMs: o.ackTimeoutMs,
+      backoffMinMs: o.backoffMinMs,
+      backoffMaxMs: o.backoffMaxMs,
+      fatalRetryMs: o.fatalRetryMs,
+    };
+    s = new TargetSender(
+      this.#client,
+      this.spool,
+      key,
+      tokens,
+      senderOpts,
+      (e) => this.onEvent({ ...e, target: key }),
+    );
+    this.senders.set(key, s);
+    s.start();
+    return s;
+  }
+
+  /** Stops every sender (waiting up to `graceMs` for acks) and closes the channel. */
+  async stop(graceMs = 5000): Promise<void> {
+    await Promise.all([...this.senders.values()].map((s) => s.stop(graceMs)));
+    this.#client.close();
+  }
+
+  /** True when every target has a live stream. */
+  connected(): boolean {
+    if (this.senders.size === 0) return false;
+    for (const s of this.senders.values()) if (s.stats.state !== "streaming") return false;
+    return true;
+  }
+
+  /** The worst breaker state over all targets. */
+  breakerState(): BreakerState {
+    let state: BreakerState = "closed";
+    for (const s of this.senders.values()) {
+      if (s.stats.breaker === "open") return "open";
+      if (s.stats.breaker === "half_open") state = "half_open";
+    }
+    return state;
+  }
+
+  /** Per-target delivery figures, with latency percentiles in ms. */
+  targetStats(): Record<
+    string,
+    SenderStats & { p50_latency_ms: number | null; p99_latency_ms: number | null }
+  > {
+    const out: Record<
+      string,
+      SenderStats & { p50_latency_ms: number | null; p99_latency_ms: number | null }
+    > = {};
+    for (const [key, s] of this.senders) {
+      out[key] = {
+        ...s.stats,
+        p50_latency_ms: s.latency.percentile(0.5),
+        p99_latency_ms: s.latency.percentile(0.99),
+      };
+    }
+    return out;
+  }
+}

@@ -1,0 +1,165 @@
+/**
+ * Worker side of the source protocol, shared by every source type: batching of
+ * readings (up to BATCH_MAX_READINGS or BATCH_MAX_DELAY_MS), credit-based flow
+ * control, status and dead-letter messages, and start/stop plumbing.
+ */
+import {
+  BATCH_MAX_DELAY_MS,
+  BATCH_MAX_READINGS,
+  type FromWorker,
+  type Reading,
+  type SourceCounters,
+  type SourceState,
+  type ToWorker,
+} from "./worker_protocol.ts";
+
+/** A running source: what a protocol's worker module implements. */
+export interface SourceDriver {
+  /** Connects and starts acquisition; may return before the first value. */
+  start(): Promise<void> | void;
+  /** Stops acquisition and releases every connection. */
+  stop(): Promise<void> | void;
+}
+
+/** What a driver uses to hand readings and status to the main thread. */
+export class SourceKit {
+  readonly counters: SourceCounters = { readings: 0, errors: 0, reconnects: 0 };
+  #batch: Reading[] = [];
+  #batchId = 0;
+  #timer: ReturnType<typeof setTimeout> | undefined;
+  #inflight = new Map<number, () => void>();
+  #currentWaiters: Array<() => void> = [];
+  #creditWaiters: Array<() => void> = [];
+  #closed = false;
+
+  constructor(readonly maxInflight: number, private readonly post: (m: FromWorker) => void) {}
+
+  /** Adds one reading to the current batch. */
+  emit(reading: Reading): void {
+    if (this.#closed) return;
+    this.#batch.push(reading);
+    this.counters.readings++;
+    if (this.#batch.length >= BATCH_MAX_READINGS) this.flush();
+    else if (this.#timer === undefined) {
+      this.#timer = setTimeout(() => this.flush(), BATCH_MAX_DELAY_MS);
+    }
+  }
+
+  /** Posts the current batch now (no-op when empty). */
+  flush(): void {
+    if (this.#timer !== undefined) {
+      clearTimeout(this.#timer);
+      this.#timer = undefined;
+    }
+    if (this.#batch.length === 0) return;
+    const batchId = ++this.#batchId;
+    const waiters = this.#currentWaiters;
+    this.#currentWaiters = [];
+    this.#inflight.set(batchId, () => waiters.forEach((w) => w()));
+    this.post({ type: "readings", batchId, readings: this.#batch });
+    this.#batch = [];
+  }
+
+  /** Resolves when everything emitted so far is committed to the spool. */
+  whenCommitted(): Promise<void> {
+    if (this.#batch.length === 0 && this.#inflight.size === 0) return Promise.resolve();
+    if (this.#batch.length === 0) {
+      const last = Math.max(...this.#inflight.keys());
+      return new Promise((resolve) => {
+        const prev = this.#inflight.get(last)!;
+        this.#inflight.set(last, () => {
+          prev();
+          resolve();
+        });
+      });
+    }
+    return new Promise((resolve) => this.#currentWaiters.push(resolve));
+  }
+
+  /** True while the main thread accepts more batches. */
+  hasCredit(): boolean {
+    return this.#inflight.size < this.maxInflight;
+  }
+
+  /** Resolves once a batch may be posted (credit available). */
+  waitForCredit(): Promise<void> {
+    if (this.hasCredit()) return Promise.resolve();
+    return new Promise((resolve) => this.#creditWaiters.push(resolve));
+  }
+
+  /** Reports connection state and optional details (security mode, item counts, ...). */
+  status(state: SourceState, error?: string, detail?: Record<string, unknown>): void {
+    if (state === "error") this.counters.errors++;
+    this.post({ type: "status", state, error, detail, counters: { ...this.counters } });
+  }
+
+  /** Sends an item no parser can read to the dead-letter store, with the reason. */
+  deadLetter(reason: string, item: string, detail?: Record<string, unknown>): void {
+    this.post({ type: "dead_letter", reason, item, detail });
+  }
+
+  /** Logs through the main thread's logger. */
+  log(
+    level: "debug" | "info" | "warning" | "error",
+    msg: string,
+    fields?: Record<string, unknown>,
+  ) {
+    this.post({ type: "log", level, msg, fields });
+  }
+
+  /** Handles a `committed` message from the main thread. */
+  committed(batchId: number): void {
+    const done = this.#inflight.get(batchId);
+    if (!done) return;
+    this.#inflight.delete(batchId);
+    done();
+    while (this.hasCredit() && this.#creditWaiters.length > 0) this.#creditWaiters.shift()!();
+  }
+
+  /** Stops accepting readings; pending waiters are released. */
+  close(): void {
+    this.flush();
+    this.#closed = true;
+    for (const w of this.#creditWaiters.splice(0)) w();
+  }
+
+  /** True after close(). */
+  get closed(): boolean {
+    return this.#closed;
+  }
+}
+
+/**
+ * Runs a source Worker: waits for `start`, builds the driver, answers `stop`.
+ * Call once at the top level of a protocol's worker module.
+ */
+export function runSourceWorker(
+  makeDriver: (source: Record<string, unknown>, kit: SourceKit, dataDir: string) => SourceDriver,
+): void {
+  const scope = self as unknown as {
+    postMessage(m: FromWorker): void;
+    onmessage: ((e: MessageEvent<ToWorker>) => void) | null;
+    close(): void;
+  };
+  let kit: SourceKit | undefined;
+  let driver: SourceDriver | undefined;
+  scope.onmessage = async (e: MessageEvent<ToWorker>) => {
+    const msg = e.data;
+    if (msg.type === "start") {
+      kit = new SourceKit(msg.maxInflight, (m) => scope.postMessage(m));
+      kit.status("starting");
+      driver = makeDriver(msg.source, kit, msg.dataDir);
+      await driver.start();
+    } else if (msg.type === "committed") {
+      kit?.committed(msg.batchId);
+    } else if (msg.type === "stop") {
+      try {
+        await driver?.stop();
+      } finally {
+        kit?.close();
+        kit?.status("stopped");
+        scope.postMessage({ type: "stopped" });
+      }
+    }
+  };
+}

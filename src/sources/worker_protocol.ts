@@ -1,0 +1,88 @@
+/**
+ * The typed messages between the main thread and a source Worker. This file is
+ * the whole contract: the main thread never imports protocol libraries, and a
+ * Worker never touches the spool or the sinks.
+ *
+ * Flow control is by credit: a Worker may have at most `maxInflight` batches
+ * posted and not yet answered with `committed` (or `dropped`); it pauses
+ * acquisition (or stops acknowledging upstream) until credit returns.
+ */
+import type { Quality, ValueType } from "../record.ts";
+
+/** ISA-95 context a source or a single reading may carry. */
+export interface TagContext {
+  site?: string;
+  area?: string;
+  line?: string;
+  equipment?: string;
+}
+
+/** One value change as a source reports it, before normalization. */
+export interface Reading {
+  /** Protocol-native address: NodeId, topic, `unit/table/address`, ... */
+  address: string;
+  /** Tag name as the source knows it (normalization sanitizes it). */
+  tag_name: string;
+  /** The value as decoded: number, string, boolean, null, bigint text, array or object. */
+  value: unknown;
+  /** Type hint when the source knows better than inference (e.g. int64 as text). */
+  value_type?: ValueType;
+  /** Source timestamp, microseconds since the epoch. */
+  event_time?: number;
+  /** Protocol-native quality or status code. */
+  quality_code: number;
+  /** Unified quality when the source decided it; otherwise derived from the code. */
+  quality?: Quality;
+  unit?: string;
+  signal_type?: string;
+  context?: TagContext;
+  /** Browse path (OPC-UA) or other hierarchical name, used by normalization rules. */
+  browse_path?: string;
+  metadata?: Record<string, unknown>;
+}
+
+/** Counters a Worker reports with its status. */
+export interface SourceCounters {
+  readings: number;
+  errors: number;
+  reconnects: number;
+}
+
+/** Connection state of a source. */
+export type SourceState =
+  | "starting"
+  | "connecting"
+  | "connected"
+  | "disconnected"
+  | "error"
+  | "stopped";
+
+/** Messages from the main thread to a Worker. */
+export type ToWorker =
+  | { type: "start"; source: Record<string, unknown>; dataDir: string; maxInflight: number }
+  | { type: "stop" }
+  /** The batch is durable in the spool (or dropped by policy): credit returns. */
+  | { type: "committed"; batchId: number; dropped?: boolean };
+
+/** Messages from a Worker to the main thread. */
+export type FromWorker =
+  | { type: "readings"; batchId: number; readings: Reading[] }
+  | {
+    type: "status";
+    state: SourceState;
+    error?: string;
+    detail?: Record<string, unknown>;
+    counters?: SourceCounters;
+  }
+  | { type: "dead_letter"; reason: string; item: string; detail?: Record<string, unknown> }
+  | {
+    type: "log";
+    level: "debug" | "info" | "warning" | "error";
+    msg: string;
+    fields?: Record<string, unknown>;
+  }
+  | { type: "stopped" };
+
+/** Readings per batch and the longest a Worker holds a partial batch. */
+export const BATCH_MAX_READINGS = 100;
+export const BATCH_MAX_DELAY_MS = 50;
