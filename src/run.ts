@@ -27,7 +27,7 @@ export async function openResolverFor(
   configFile: string,
   env: Record<string, string> = Deno.env.toObject(),
 ): Promise<{ resolve: CredentialResolver; problem?: string }> {
-  let dataDir = env.CONNECTOR_DATA_DIR;
+  let dataDir: string | undefined = env.CONNECTOR_DATA_DIR;
   if (!dataDir) {
     try {
       const doc = parseYaml(await Deno.readTextFile(configFile)) as { connector?: { data_dir?: string } };
@@ -45,7 +45,7 @@ export async function openResolverFor(
     return { resolve: () => undefined, problem: `no credential store at ${path}` };
   }
   const store = await openCredentialStore(path, password);
-  return { resolve: (key) => store.resolve(key) };
+  return { resolve: store.resolver };
 }
 
 /** Starts the agent and its HTTP server for a validated config. */
@@ -109,6 +109,8 @@ export async function runAgent(args: string[]): Promise<number> {
   }
   const log = createLogger(res.config.connector.log_level);
   const running = await startAgent(res.config, log);
+  // One machine-readable line on stdout for supervisors, tests and the demo.
+  console.log(JSON.stringify({ event: "ready", api: running.url, pid: Deno.pid }));
   const sig = await untilSignal();
   log.info("stopping", { signal: sig });
   await running.stop();

@@ -8,7 +8,8 @@ export function assert(cond: unknown, msg = "assertion failed"): asserts cond {
 
 /** Deep equality (node's strict deep equal), with a readable message. */
 export function assertEquals<T>(actual: T, expected: T, msg?: string): void {
-  deepStrictEqual(actual, expected, msg);
+  if (msg === undefined) deepStrictEqual(actual, expected);
+  else deepStrictEqual(actual, expected, msg);
 }
 
 /** Throws unless `fn` throws (or rejects) an error whose message contains `includes`. */

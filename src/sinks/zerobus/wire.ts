@@ -89,6 +89,9 @@ export function appendRow(buf: Uint8Array, off: number, row: string | Uint8Array
   // Reserve a 2-byte varint for the length (rows of 128..16383 bytes, the usual
   // case) and move the bytes when the real length needs another size.
   const room = buf.length - off - 3;
+  // Near the end of the buffer a row under 128 bytes may fit only with its 1-byte
+  // length, which the 2-byte reservation would miss: encode it exactly instead.
+  if (room < 128 && row.length < 128) return appendRow(buf, off, utf8.encode(row));
   if (room <= 0) return -1;
   const r = utf8.encodeInto(row, buf.subarray(off + 3));
   if (r.read! < row.length) return -1;

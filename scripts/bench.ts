@@ -1,0 +1,224 @@
+/**
+ * `deno task bench`: throughput, latency and memory of the whole pipeline.
+ *
+ * 1. limit: a bare gRPC client pushes pre-built 1000-row batches straight
+ *    into zerobus-local (a separate process) — the ceiling of this machine.
+ * 2. agent: the generator at full speed through normalization, the durable
+ *    spool and the Zerobus client into the same stand-in (agent in its own
+ *    process; records/s from its acked counter, peak RSS from /proc).
+ * 3. latency: the same at 10,000 records/s; p50/p99 from append to durable ack.
+ * 4. normalization alone, on one core.
+ *
+ * Prints progress on stderr and one final JSON line on stdout. Never asserts.
+ */
+import * as grpc from "@grpc/grpc-js";
+import { parseArgs } from "node:util";
+import { spawnSelf } from "../src/self.ts";
+import { appendRow, decodeResponse, encodeBatchRequest, encodeCreateStream, EPHEMERAL_STREAM_PATH } from "../src/sinks/zerobus/wire.ts";
+import { createNormalizer } from "../src/normalize/normalize.ts";
+import { createGeneratorModel } from "../src/sources/generator/models.ts";
+import { recordIdFactory } from "../src/record.ts";
+
+const { values } = parseArgs({
+  args: Deno.args,
+  options: { duration: { type: "string" }, "latency-duration": { type: "string" }, tags: { type: "string" } },
+});
+const DURATION_S = Number(values.duration ?? 20);
+const LATENCY_S = Number(values["latency-duration"] ?? 15);
+const TAGS = Number(values.tags ?? 1000);
+const log = (msg: string) => console.error(`[bench] ${msg}`);
+
+function freePort(): number {
+  const l = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const p = (l.addr as Deno.NetAddr).port;
+  l.close();
+  return p;
+}
+
+/** Realistic rows: normalized generator records as the agent would spool them. */
+function sampleRows(n: number): string[] {
+  const normalize = createNormalizer({
+    enabled: true,
+    path_template: "{site}/{area}/{line}/{equipment}/{signal_type}/{tag_name}",
+    missing_placeholder: "unassigned",
+  });
+  const next = createGeneratorModel({ tags: TAGS, recordsPerS: 0, models: ["sine", "ramp", "random_walk", "step"], prefix: "tag" });
+  const id = recordIdFactory();
+  const src = { name: "bench", protocol: "generator", endpoint: "generator://bench", context: { site: "s", area: "a", line: "l", equipment: "e" } };
+  return Array.from({ length: n }, () => {
+    const now = Date.now() * 1000;
+    return JSON.stringify({ record_id: id(), ...normalize(src, next(now), now) });
+  });
+}
+
+async function token(workspaceUrl: string): Promise<string> {
+  const res = await fetch(`${workspaceUrl}/oidc/v1/token`, {
+    method: "POST",
+    headers: { authorization: `Basic ${btoa("local-client:local-secret")}`, "content-type": "application/x-www-form-urlencoded" },
+    body: new URLSearchParams({
+      grant_type: "client_credentials",
+      scope: "all-apis",
+      authorization_details: JSON.stringify([{ type: "unity_catalog_privileges", privileges: ["SELECT", "MODIFY"], object_type: "TABLE", object_full_path: "bench.limit.rows" }]),
+    }),
+  });
+  return (await res.json()).access_token;
+}
+
+/** Bare client: pre-built batches, window of 64 requests, for `seconds`. */
+async function measureLimit(endpoint: string, workspaceUrl: string, seconds: number): Promise<number> {
+  const rows = sampleRows(1000);
+  const seg = new Uint8Array(2_000_000);
+  let off = 0;
+  for (const r of rows) off = appendRow(seg, off, r);
+  const batch = seg.slice(0, off);
+  const client = new grpc.Client(endpoint.replace(/^http:\/\//, ""), grpc.credentials.createInsecure(), {
+    "grpc.max_send_message_length": 16 * 1024 * 1024,
+  });
+  const md = new grpc.Metadata();
+  md.set("authorization", `Bearer ${await token(workspaceUrl)}`);
+  md.set("x-databricks-zerobus-table-name", "bench.limit.rows");
+  const call = client.makeBidiStreamRequest<Uint8Array, Buffer>(EPHEMERAL_STREAM_PATH, (b) => Buffer.from(b), (b) => b, md);
+  let acked = -1;
+  let sent = 0;
+  let wake = () => {};
+  call.on("data", (b: Buffer) => {
+    const r = decodeResponse(b);
+    if (r.kind === "ack") acked = r.upTo;
+    wake();
+  });
+  call.on("error", () => {});
+  call.write(encodeCreateStream("bench.limit.rows", "json"));
+  const end = performance.now() + seconds * 1000;
+  let startAcked = -1;
+  let t0 = 0;
+  const warm = performance.now() + 2000;
+  while (performance.now() < end) {
+    if (t0 === 0 && performance.now() > warm) {
+      t0 = performance.now();
+      startAcked = acked;
+    }
+    if (sent - acked > 64) {
+      await new Promise<void>((r) => (wake = r));
+      continue;
+    }
+    if (!call.write(encodeBatchRequest(sent++, "json", [batch]))) await new Promise((r) => call.once("drain", r));
+  }
+  const rate = ((acked - startAcked) * 1000) / ((performance.now() - t0) / 1000);
+  call.cancel();
+  client.close();
+  return rate;
+}
+
+function rssPeakMb(pid: number): number {
+  try {
+    const status = Deno.readTextFileSync(`/proc/${pid}/status`);
+    const m = /VmHWM:\s+(\d+) kB/.exec(status);
+    return m ? Math.round(Number(m[1]) / 1024) : NaN;
+  } catch {
+    return NaN;
+  }
+}
+
+function cpuSeconds(pid: number): number {
+  try {
+    const f = Deno.readTextFileSync(`/proc/${pid}/stat`).split(") ")[1].split(" ");
+    return (Number(f[11]) + Number(f[12])) / 100;
+  } catch {
+    return NaN;
+  }
+}
+
+async function runAgent(standIn: { endpoint: string; workspace_url: string }, dataDir: string, recordsPerS: number, seconds: number) {
+  const port = freePort();
+  const cfg = `${dataDir}.yaml`;
+  await Deno.writeTextFile(cfg, `connector: { name: bench, data_dir: ${JSON.stringify(dataDir)}, log_level: warning }
+http: { host: 127.0.0.1, port: ${port} }
+sources:
+  - { name: gen, protocol: generator, site: s, area: a, line: l, equipment: e, tags: ${TAGS}, records_per_s: ${recordsPerS} }
+zerobus:
+  enabled: true
+  workspace_host: ${standIn.workspace_url}
+  zerobus_endpoint: ${standIn.endpoint}
+  default_target: { catalog: bench, schema: agent, table: rows_${recordsPerS} }
+  auth: { client_id: local-client, client_secret: local-secret }
+backpressure: { disk_spool: { max_size_mb: 4000 } }
+`);
+  const agent = await spawnSelf(["run", "--config", cfg], "ready");
+  const metrics = async () => await (await fetch(`http://127.0.0.1:${port}/api/metrics`)).json();
+  try {
+    await new Promise((r) => setTimeout(r, 3000)); // warm-up
+    const m0 = await metrics();
+    const c0 = cpuSeconds(agent.pid);
+    const t0 = performance.now();
+    await new Promise((r) => setTimeout(r, seconds * 1000));
+    const m1 = await metrics();
+    const dt = (performance.now() - t0) / 1000;
+    const c1 = cpuSeconds(agent.pid);
+    const target = Object.values(m1.zerobus_targets)[0] as { p50_latency_ms: number; p99_latency_ms: number };
+    return {
+      acked_per_s: (m1.bridge.records_acked - m0.bridge.records_acked) / dt,
+      spooled_per_s: (m1.bridge.records_enqueued - m0.bridge.records_enqueued) / dt,
+      p50: target?.p50_latency_ms,
+      p99: target?.p99_latency_ms,
+      rss: rssPeakMb(agent.pid),
+      cpu_share: (c1 - c0) / dt,
+      backlog: m1.backpressure.spool_records,
+    };
+  } finally {
+    await agent.stop();
+  }
+}
+
+function normalizationRate(): number {
+  const normalize = createNormalizer({
+    enabled: true,
+    path_template: "{site}/{area}/{line}/{equipment}/{signal_type}/{tag_name}",
+    missing_placeholder: "unassigned",
+  });
+  const next = createGeneratorModel({ tags: TAGS, recordsPerS: 0, models: ["sine", "ramp", "random_walk", "step"], prefix: "tag" });
+  const readings = Array.from({ length: 10_000 }, () => next(Date.now() * 1000));
+  const src = { name: "bench", protocol: "generator", endpoint: "generator://bench", context: { site: "Columbus", area: "Press Shop", line: "Line-3", equipment: "Press 1" } };
+  let n = 0;
+  const t0 = performance.now();
+  while (performance.now() - t0 < 2000) {
+    for (const r of readings) normalize(src, r, 1);
+    n += readings.length;
+  }
+  return n / ((performance.now() - t0) / 1000);
+}
+
+const root = await Deno.makeTempDir({ prefix: "otedge-bench-" });
+const standIn = await spawnSelf(["zerobus-local", "--port", "0", "--http-port", "0", "--data-dir", `${root}/standin`], "ready");
+const si = standIn.ready as { endpoint: string; workspace_url: string };
+try {
+  log(`machine: ${navigator.hardwareConcurrency} cores, ${Deno.build.os}/${Deno.build.arch}, deno ${Deno.version.deno}`);
+  log(`limit: bare client, pre-built 1000-row batches, ${DURATION_S} s`);
+  const limit = await measureLimit(si.endpoint, si.workspace_url, DURATION_S);
+  log(`limit: ${Math.round(limit)} records/s`);
+  log(`agent: generator at full speed, ${TAGS} tags, spool on, ${DURATION_S} s`);
+  const full = await runAgent(si, `${root}/agent_full`, 0, DURATION_S);
+  log(`agent: ${Math.round(full.acked_per_s)} records/s acked, ${Math.round(full.spooled_per_s)} spooled, peak RSS ${full.rss} MB, cpu ${full.cpu_share.toFixed(2)} cores`);
+  log(`latency: generator at 10,000 records/s, ${LATENCY_S} s`);
+  const lat = await runAgent(si, `${root}/agent_10k`, 10_000, LATENCY_S);
+  log(`latency: p50 ${lat.p50} ms, p99 ${lat.p99} ms, cpu ${lat.cpu_share.toFixed(2)} cores`);
+  const norm = normalizationRate();
+  log(`normalization alone: ${Math.round(norm)} records/s on one core`);
+  console.log(JSON.stringify({
+    records_per_s: Math.round(full.acked_per_s),
+    limit_records_per_s: Math.round(limit),
+    ratio: Math.round((full.acked_per_s / limit) * 100) / 100,
+    p50_latency_ms: lat.p50,
+    p99_latency_ms: lat.p99,
+    peak_rss_mb: full.rss,
+    agent_cpu_cores_at_full_speed: Math.round(full.cpu_share * 100) / 100,
+    agent_cpu_cores_at_10k: Math.round(lat.cpu_share * 100) / 100,
+    normalize_records_per_s: Math.round(norm),
+    spool: "on",
+    duration_s: DURATION_S,
+    tags: TAGS,
+    cores: navigator.hardwareConcurrency,
+  }));
+} finally {
+  await standIn.stop();
+  await Deno.remove(root, { recursive: true });
+}

@@ -1,0 +1,119 @@
+/** Shared helpers of the integration tests: processes, ports, stand-in files. */
+import { type SelfProcess, spawnSelf } from "../src/self.ts";
+
+/** A free TCP port on 127.0.0.1 (bound then released). */
+export function freePort(): number {
+  const l = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const port = (l.addr as Deno.NetAddr).port;
+  l.close();
+  return port;
+}
+
+/** Polls `fn` until it returns a truthy value or `timeoutMs` passes (then throws with `what`). */
+export async function waitFor<T>(fn: () => Promise<T> | T, what: string, timeoutMs = 30_000): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  let last: unknown;
+  while (Date.now() < deadline) {
+    try {
+      const v = await fn();
+      if (v) return v;
+    } catch (e) {
+      last = e;
+    }
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}${last ? `: ${last}` : ""}`);
+}
+
+/** A stand-in started as its own process. */
+export interface StandIn {
+  proc: SelfProcess;
+  endpoint: string;
+  workspaceUrl: string;
+  dataDir: string;
+  stop(): Promise<void>;
+}
+
+/** Starts `zerobus-local` in a separate process on free ports. */
+export async function startStandIn(dataDir: string, extraArgs: string[] = []): Promise<StandIn> {
+  const proc = await spawnSelf(
+    ["zerobus-local", "--port", "0", "--http-port", "0", "--data-dir", dataDir, ...extraArgs],
+    "ready",
+  );
+  const r = proc.ready as { endpoint: string; workspace_url: string };
+  return { proc, endpoint: r.endpoint, workspaceUrl: r.workspace_url, dataDir, stop: () => proc.stop() };
+}
+
+/** Rows the stand-in wrote, per table, parsed. */
+export async function readTables(dataDir: string): Promise<Map<string, Record<string, unknown>[]>> {
+  const out = new Map<string, Record<string, unknown>[]>();
+  const dir = `${dataDir}/zerobus-local`;
+  try {
+    for await (const e of Deno.readDir(dir)) {
+      if (!e.name.endsWith(".jsonl")) continue;
+      const text = await Deno.readTextFile(`${dir}/${e.name}`);
+      const rows = text.split("\n").filter((l) => l.trim() !== "").map((l) => JSON.parse(l));
+      out.set(e.name.replace(/\.jsonl$/, ""), rows);
+    }
+  } catch (e) {
+    if (!(e instanceof Deno.errors.NotFound)) throw e;
+  }
+  return out;
+}
+
+/** Distinct record ids over all tables. */
+export function distinctIds(tables: Map<string, Record<string, unknown>[]>): Set<string> {
+  const ids = new Set<string>();
+  for (const rows of tables.values()) for (const r of rows) ids.add(r.record_id as string);
+  return ids;
+}
+
+/**
+ * Checks that, per source and tag, the generator's `metadata.seq` values form
+ * 0..k without holes. Returns the problems found (empty when complete).
+ */
+export function seqHoles(rows: Record<string, unknown>[]): string[] {
+  const seen = new Map<string, Set<number>>();
+  for (const r of rows) {
+    const key = `${r.source_name}/${r.tag_name}`;
+    const seq = JSON.parse(r.metadata as string).seq as number;
+    let s = seen.get(key);
+    if (!s) seen.set(key, s = new Set());
+    s.add(seq);
+  }
+  const problems: string[] = [];
+  for (const [key, s] of seen) {
+    const max = Math.max(...s);
+    if (s.size !== max + 1) problems.push(`${key}: ${max + 1 - s.size} missing below seq ${max}`);
+  }
+  return problems;
+}
+
+/** A config for an agent writing to a stand-in, as YAML text. */
+export function agentConfigYaml(o: {
+  dataDir: string;
+  port: number;
+  standIn: StandIn;
+  sources: string;
+  sourceTargets?: string;
+  extra?: string;
+}): string {
+  return `connector:
+  name: test-agent
+  data_dir: ${JSON.stringify(o.dataDir)}
+  log_level: warning
+http:
+  host: 127.0.0.1
+  port: ${o.port}
+sources:
+${o.sources}
+zerobus:
+  enabled: true
+  workspace_host: ${o.standIn.workspaceUrl}
+  zerobus_endpoint: ${o.standIn.endpoint}
+  default_target: { catalog: main, schema: iot_data, table: sensor_readings }
+  source_targets:
+${o.sourceTargets ?? "    {}"}
+  auth: { client_id: local-client, client_secret: local-secret }
+${o.extra ?? ""}`;
+}
