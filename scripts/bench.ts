@@ -58,10 +58,13 @@ async function token(workspaceUrl: string): Promise<string> {
     body: new URLSearchParams({
       grant_type: "client_credentials",
       scope: "all-apis",
+      resource: "api://databricks/workspaces/127/zerobusDirectWriteApi",
       authorization_details: JSON.stringify([{ type: "unity_catalog_privileges", privileges: ["SELECT", "MODIFY"], object_type: "TABLE", object_full_path: "bench.limit.rows" }]),
     }),
   });
-  return (await res.json()).access_token;
+  const body = await res.json();
+  if (!body.access_token) throw new Error(`stand-in refused a token: ${JSON.stringify(body)}`);
+  return body.access_token;
 }
 
 /** Bare client: pre-built batches, window of 64 requests, for `seconds`. */
@@ -86,13 +89,18 @@ async function measureLimit(endpoint: string, workspaceUrl: string, seconds: num
     if (r.kind === "ack") acked = r.upTo;
     wake();
   });
-  call.on("error", () => {});
+  let failed: Error | undefined;
+  call.on("error", (e: Error) => {
+    failed = e;
+    wake();
+  });
   call.write(encodeCreateStream("bench.limit.rows", "json"));
   const end = performance.now() + seconds * 1000;
   let startAcked = -1;
   let t0 = 0;
   const warm = performance.now() + 2000;
   while (performance.now() < end) {
+    if (failed) throw new Error(`limit stream failed: ${failed.message}`);
     if (t0 === 0 && performance.now() > warm) {
       t0 = performance.now();
       startAcked = acked;

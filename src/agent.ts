@@ -5,12 +5,9 @@
 import { type AgentConfig, type SourceConfig, tableFullName, targetFor } from "./config/schema.ts";
 import type { Logger } from "./log.ts";
 import { type BridgeCounters, newBridgeCounters } from "./metrics.ts";
-import { createNormalizer, type Normalizer, type SourceInfo } from "./normalize/normalize.ts";
-import { recordIdFactory } from "./record.ts";
 import { type SinkOptions, ZerobusSink } from "./sinks/zerobus/sink.ts";
 import { Spool } from "./spool/spool.ts";
-import { type HostedSourceConfig, SourceHost } from "./sources/host.ts";
-import type { Reading } from "./sources/worker_protocol.ts";
+import { type HostedSourceConfig, type RecordBatch, SourceHost } from "./sources/host.ts";
 
 /** Lane of records whose source has no target table configured. */
 export const NO_TARGET = "__no_target__";
@@ -28,19 +25,19 @@ export class Agent {
   readonly startedAt = new Date();
   readonly host: SourceHost;
   sink?: ZerobusSink;
-  #normalize: Normalizer;
-  #nextId = recordIdFactory();
-  #infos = new Map<string, SourceInfo>();
   #laneOf = new Map<string, string>();
   #stopping = false;
 
   private constructor(readonly config: AgentConfig, readonly spool: Spool, readonly log: Logger) {
-    this.#normalize = createNormalizer(config.normalization);
     this.host = new SourceHost(
       (src, readings) => this.#onBatch(src, readings),
       (source, reason, item, detail) => this.deadLetter(source, reason, item, detail),
       log.child("sources"),
-      config.connector.data_dir,
+      {
+        dataDir: config.connector.data_dir,
+        normalization: config.normalization,
+        maxRows: config.zerobus.batch.max_records,
+      },
     );
   }
 
@@ -128,12 +125,6 @@ export class Agent {
   async startSource(s: SourceConfig): Promise<void> {
     const target = targetFor(this.config, s.name);
     this.#laneOf.set(s.name, target ? tableFullName(target) : NO_TARGET);
-    this.#infos.set(s.name, {
-      name: s.name,
-      protocol: s.protocol,
-      endpoint: s.endpoint ?? `${s.protocol}://${s.name}`,
-      context: { site: s.site, area: s.area, line: s.line, equipment: s.equipment },
-    });
     if (!target) {
       this.log.warning(
         "source has no target table: set zerobus.default_target or zerobus.source_targets",
@@ -145,20 +136,13 @@ export class Agent {
     await this.host.start(s as unknown as HostedSourceConfig & Record<string, unknown>);
   }
 
-  async #onBatch(src: HostedSourceConfig, readings: Reading[]): Promise<void> {
-    const n = readings.length;
+  async #onBatch(src: HostedSourceConfig, batch: RecordBatch): Promise<void> {
+    const n = batch.count;
     this.bridge.records_received += n;
+    this.bridge.records_normalized += n; // normalized by the source's Worker
     const lane = this.#laneOf.get(src.name) ?? NO_TARGET;
     if (this.spool.isFull() && !(await this.#makeRoom(n))) return;
-    const info = this.#infos.get(src.name)!;
-    const ingest = Date.now() * 1000;
-    const rows = new Array<string>(n);
-    for (let i = 0; i < n; i++) {
-      const rec = this.#normalize(info, readings[i], ingest);
-      rows[i] = JSON.stringify({ record_id: this.#nextId(), ...rec });
-    }
-    this.bridge.records_normalized += n;
-    await this.spool.append(lane, rows);
+    await this.spool.appendFramed(lane, batch.rows, n, batch.firstIngestMs);
     this.bridge.records_enqueued += n;
   }
 
@@ -209,8 +193,6 @@ export class Agent {
     const sources = this.host.status();
     for (const [name, s] of Object.entries(sources)) {
       (s as unknown as Record<string, unknown>).target = this.#laneOf.get(name) ?? null;
-      (s as unknown as Record<string, unknown>).incomplete_paths =
-        this.#normalize.incompletePaths.get(name) ?? 0;
     }
     return {
       status: "running",

@@ -28,9 +28,14 @@ export interface NormalizeSettings {
 /** A record before the spool gives it its id. */
 export type NormalizedRecord = Omit<OtRecord, "record_id">;
 
-/** Normalizes one reading; also counts paths with missing context per source. */
+/**
+ * Normalizes one reading into a record object, or (`row`) straight into the
+ * JSON row the spool stores; also counts paths with missing context per source.
+ */
 export interface Normalizer {
   (source: SourceInfo, reading: Reading, ingestMicros: number): NormalizedRecord;
+  /** The record as its JSON row, with its id; the same content as the object form. */
+  row(source: SourceInfo, reading: Reading, ingestMicros: number, recordId: string): string;
   incompletePaths: Map<string, number>;
 }
 
@@ -115,67 +120,151 @@ export function compileTemplate(template: string): (fields: Record<string, unkno
   };
 }
 
+/** The per-tag part of a record: computed once per tag, reused while its inputs stay the same. */
+interface TagEntry {
+  // inputs, compared on every hit
+  tagNameIn: string;
+  unitIn: string | undefined;
+  signalIn: string | undefined;
+  ctxIn: string | undefined;
+  // outputs
+  fields: Pick<
+    NormalizedRecord,
+    | "source_name"
+    | "source_protocol"
+    | "endpoint"
+    | "address"
+    | "tag_path"
+    | "tag_name"
+    | "site"
+    | "area"
+    | "line"
+    | "equipment"
+    | "signal_type"
+    | "unit"
+  >;
+  /** The same fields as JSON members, with a leading comma. */
+  json: string;
+  incomplete: boolean;
+}
+
+function contextKey(c: TagContext | undefined): string | undefined {
+  return c
+    ? `${c.site ?? ""}\u0000${c.area ?? ""}\u0000${c.line ?? ""}\u0000${c.equipment ?? ""}`
+    : undefined;
+}
+
 /** Builds the normalizer for a config section; call once, use per record. */
 export function createNormalizer(settings: NormalizeSettings): Normalizer {
   const template = compileTemplate(settings.path_template);
   const placeholder = settings.missing_placeholder;
   const defaults = settings.default_context ?? {};
-  const cache = new Map<string, string>();
-  const clean = (s: string): string => {
-    let v = cache.get(s);
-    if (v === undefined) {
-      v = sanitizeSegment(s);
-      if (cache.size > 100_000) cache.clear();
-      cache.set(s, v);
-    }
-    return v;
-  };
   const incompletePaths = new Map<string, number>();
+  const tagsBySource = new WeakMap<SourceInfo, Map<string, TagEntry>>();
 
-  const normalize = ((source: SourceInfo, r: Reading, ingest: number): NormalizedRecord => {
+  const buildEntry = (source: SourceInfo, r: Reading): TagEntry => {
     const ctx: Record<string, string> = {};
     let incomplete = false;
     for (const k of CONTEXT_KEYS) {
       const raw = r.context?.[k] ?? source.context[k] ?? defaults[k];
-      const v = raw === undefined ? "" : clean(raw);
+      const v = raw === undefined ? "" : sanitizeSegment(raw);
       if (v === "") incomplete = true;
       ctx[k] = v === "" ? placeholder : v;
     }
-    if (incomplete) incompletePaths.set(source.name, (incompletePaths.get(source.name) ?? 0) + 1);
-    const tagName = clean(r.tag_name) || clean(r.address) || placeholder;
-    const signalType = r.signal_type ? clean(r.signal_type) : inferSignalType(r.unit, r.tag_name);
-    const typed = typeValue(r.value, r.value_type);
-    const fields = {
+    const tagName = sanitizeSegment(r.tag_name) || sanitizeSegment(r.address) || placeholder;
+    const signalType = r.signal_type
+      ? sanitizeSegment(r.signal_type)
+      : inferSignalType(r.unit, r.tag_name);
+    const pathFields = {
       ...ctx,
       signal_type: signalType,
       tag_name: tagName,
       source_name: source.name,
       source_protocol: source.protocol,
     };
-    return {
-      event_time: r.event_time ?? ingest,
-      ingest_time: ingest,
+    const fields: TagEntry["fields"] = {
       source_name: source.name,
       source_protocol: source.protocol,
       endpoint: source.endpoint,
       address: r.address,
-      tag_path: settings.enabled ? template(fields) : r.address,
+      tag_path: settings.enabled ? template(pathFields) : r.address,
       tag_name: tagName,
       site: ctx.site,
       area: ctx.area,
       line: ctx.line,
       equipment: ctx.equipment,
       signal_type: signalType,
+      unit: r.unit ?? null,
+    };
+    let json = "";
+    for (const [k, v] of Object.entries(fields)) json += `,"${k}":${JSON.stringify(v)}`;
+    return {
+      tagNameIn: r.tag_name,
+      unitIn: r.unit,
+      signalIn: r.signal_type,
+      ctxIn: contextKey(r.context),
+      fields,
+      json,
+      incomplete,
+    };
+  };
+
+  const entryFor = (source: SourceInfo, r: Reading): TagEntry => {
+    let tags = tagsBySource.get(source);
+    if (!tags) tagsBySource.set(source, tags = new Map());
+    let e = tags.get(r.address);
+    if (
+      !e || e.tagNameIn !== r.tag_name || e.unitIn !== r.unit || e.signalIn !== r.signal_type ||
+      (e.ctxIn !== undefined || r.context !== undefined) && e.ctxIn !== contextKey(r.context)
+    ) {
+      e = buildEntry(source, r);
+      if (tags.size > 1_000_000) tags.clear();
+      tags.set(r.address, e);
+    }
+    if (e.incomplete) incompletePaths.set(source.name, (incompletePaths.get(source.name) ?? 0) + 1);
+    return e;
+  };
+
+  const quality = (source: SourceInfo, r: Reading) =>
+    r.quality ?? qualityOf(source.protocol, r.quality_code, settings.quality_mapping);
+  const metadataText = (r: Reading) =>
+    r.metadata === undefined
+      ? "{}"
+      : typeof r.metadata === "string"
+      ? r.metadata
+      : JSON.stringify(r.metadata);
+
+  const normalize = ((source: SourceInfo, r: Reading, ingest: number): NormalizedRecord => {
+    const e = entryFor(source, r);
+    const typed = typeValue(r.value, r.value_type);
+    return {
+      event_time: r.event_time ?? ingest,
+      ingest_time: ingest,
+      ...e.fields,
       value_num: typed.value_num,
       value_str: typed.value_str,
       value_bool: typed.value_bool,
       value_type: typed.value_type,
-      quality: r.quality ?? qualityOf(source.protocol, r.quality_code, settings.quality_mapping),
+      quality: quality(source, r),
       quality_code: r.quality_code,
-      unit: r.unit ?? null,
-      metadata: r.metadata ? JSON.stringify(r.metadata) : "{}",
+      metadata: metadataText(r),
     };
   }) as Normalizer;
+
+  normalize.row = (source: SourceInfo, r: Reading, ingest: number, recordId: string): string => {
+    const e = entryFor(source, r);
+    const t = typeValue(r.value, r.value_type);
+    return `{"record_id":"${recordId}","event_time":${
+      r.event_time ?? ingest
+    },"ingest_time":${ingest}` +
+      `,"value_num":${t.value_num === null ? "null" : t.value_num}` +
+      `,"value_str":${t.value_str === null ? "null" : JSON.stringify(t.value_str)}` +
+      `,"value_bool":${t.value_bool}` +
+      `,"value_type":"${t.value_type}","quality":"${
+        quality(source, r)
+      }","quality_code":${r.quality_code}` +
+      `,"metadata":${JSON.stringify(metadataText(r))}${e.json}}`;
+  };
   normalize.incompletePaths = incompletePaths;
   return normalize;
 }

@@ -11,7 +11,12 @@ import { untilSignal } from "../run.ts";
 export async function simulateCommand(args: string[]): Promise<number> {
   const { values } = parseArgs({
     args,
-    options: { host: { type: "string" }, port: { type: "string" }, tags: { type: "string" }, help: { type: "boolean" } },
+    options: {
+      host: { type: "string" },
+      port: { type: "string" },
+      tags: { type: "string" },
+      help: { type: "boolean" },
+    },
   });
   if (values.help) {
     console.log(`Usage: otedge simulate [--host 127.0.0.1] [--port 8989] [--tags 20]
@@ -31,23 +36,37 @@ Runs the OT simulator: GET /health and GET /api/sensors (live values of the simu
     models: ["sine", "ramp", "random_walk", "step"],
     prefix: "sensor",
   });
-  const server = Deno.serve({ hostname: values.host ?? "127.0.0.1", port, onListen: () => {} }, (req) => {
-    const path = new URL(req.url).pathname;
-    if (path === "/health") return Response.json({ status: "ok", servers: [{ protocol: "http", sensors: tags }] });
-    if (path === "/api/sensors") {
-      const now = Date.now() * 1000;
-      const sensors = Array.from({ length: tags }, () => next(now)).map((r) => ({
-        name: r.tag_name,
-        value: r.value,
-        unit: r.unit,
-        model: r.metadata?.model,
-      }));
-      return Response.json({ sensors });
-    }
-    return Response.json({ error: "see /health and /api/sensors" }, { status: 404 });
-  });
+  const server = Deno.serve(
+    { hostname: values.host ?? "127.0.0.1", port, onListen: () => {} },
+    (req) => {
+      const path = new URL(req.url).pathname;
+      if (path === "/health") {
+        return Response.json({
+          status: "ok",
+          servers: [{ protocol: "http", sensors: tags }],
+        });
+      }
+      if (path === "/api/sensors") {
+        const now = Date.now() * 1000;
+        const sensors = Array.from({ length: tags }, () => next(now)).map((r) => ({
+          name: r.tag_name,
+          value: r.value,
+          unit: r.unit,
+          model: JSON.parse(r.metadata as string).model,
+        }));
+        return Response.json({ sensors });
+      }
+      return Response.json({ error: "see /health and /api/sensors" }, { status: 404 });
+    },
+  );
   const addr = server.addr as Deno.NetAddr;
-  console.log(JSON.stringify({ event: "ready", http_port: addr.port, url: `http://${addr.hostname}:${addr.port}` }));
+  console.log(
+    JSON.stringify({
+      event: "ready",
+      http_port: addr.port,
+      url: `http://${addr.hostname}:${addr.port}`,
+    }),
+  );
   await untilSignal();
   await server.shutdown();
   return 0;

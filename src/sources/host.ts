@@ -4,10 +4,10 @@
  * exponential backoff and jitter (1 s to 30 s), and keeps per-source status.
  */
 import type { Logger } from "../log.ts";
+import type { NormalizeSettings } from "../normalize/normalize.ts";
 import { workerUrlOf } from "./catalog.ts";
 import type {
   FromWorker,
-  Reading,
   SourceCounters,
   SourceState,
   ToWorker,
@@ -38,8 +38,23 @@ export interface SourceStatus {
   detail: Record<string, unknown>;
 }
 
+/** A batch of normalized records from a Worker: framed JSON rows. */
+export interface RecordBatch {
+  rows: Uint8Array;
+  count: number;
+  firstIngestMs: number;
+}
+
 /** Where a Worker's batches go: resolves once they are committed (or dropped). */
-export type BatchHandler = (source: HostedSourceConfig, readings: Reading[]) => Promise<void>;
+export type BatchHandler = (source: HostedSourceConfig, batch: RecordBatch) => Promise<void>;
+
+/** What every Worker is started with besides its source entry. */
+export interface HostSettings {
+  dataDir: string;
+  normalization: NormalizeSettings;
+  /** Rows per batch at most (the sink's batch size). */
+  maxRows: number;
+}
 
 /** Where a Worker's dead letters go. */
 export type DeadLetterHandler = (
@@ -50,7 +65,7 @@ export type DeadLetterHandler = (
 ) => void;
 
 /** Batches a Worker may have unanswered before it pauses. */
-export const WORKER_MAX_INFLIGHT = 32;
+export const WORKER_MAX_INFLIGHT = 128;
 const BACKOFF_MIN_MS = 1000;
 const BACKOFF_MAX_MS = 30_000;
 const HEALTHY_AFTER_MS = 60_000;
@@ -74,7 +89,7 @@ export class SourceHost {
     private readonly onBatch: BatchHandler,
     private readonly onDeadLetter: DeadLetterHandler,
     private readonly log: Logger,
-    private readonly dataDir: string,
+    private readonly settings: HostSettings,
   ) {}
 
   /** Starts a source (or records it as disabled). Replaces a running source of the same name. */
@@ -96,7 +111,7 @@ export class SourceHost {
         records: 0,
         batches: 0,
         restarts: 0,
-        counters: { readings: 0, errors: 0, reconnects: 0 },
+        counters: { readings: 0, errors: 0, reconnects: 0, incomplete_paths: 0 },
         detail: {},
       },
     };
@@ -135,8 +150,10 @@ export class SourceHost {
     const start: ToWorker = {
       type: "start",
       source: slot.config,
-      dataDir: this.dataDir,
+      dataDir: this.settings.dataDir,
       maxInflight: WORKER_MAX_INFLIGHT,
+      normalization: this.settings.normalization,
+      maxRows: this.settings.maxRows,
     };
     worker.postMessage(start);
   }
@@ -144,11 +161,11 @@ export class SourceHost {
   #onMessage(slot: Slot, worker: Worker, msg: FromWorker): void {
     const st = slot.status;
     switch (msg.type) {
-      case "readings":
-        st.records += msg.readings.length;
+      case "records":
+        st.records += msg.count;
         st.batches++;
         st.last_data_time = new Date().toISOString();
-        this.onBatch(slot.config, msg.readings).then(
+        this.onBatch(slot.config, msg).then(
           () => worker.postMessage({ type: "committed", batchId: msg.batchId } satisfies ToWorker),
           (e) => {
             this.log.error("batch not committed", { source: slot.config.name, error: String(e) });

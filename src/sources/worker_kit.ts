@@ -1,9 +1,19 @@
 /**
- * Worker side of the source protocol, shared by every source type: batching of
- * readings (up to BATCH_MAX_READINGS or BATCH_MAX_DELAY_MS), credit-based flow
- * control, status and dead-letter messages, and start/stop plumbing.
+ * Worker side of the source protocol, shared by every source type:
+ * normalization and row encoding of readings, batching (up to
+ * BATCH_MAX_READINGS rows, BATCH_MAX_BYTES or BATCH_MAX_DELAY_MS), credit-based
+ * flow control, status and dead-letter messages, and start/stop plumbing.
  */
 import {
+  createNormalizer,
+  type Normalizer,
+  type NormalizeSettings,
+  type SourceInfo,
+} from "../normalize/normalize.ts";
+import { recordIdFactory } from "../record.ts";
+import { appendRow } from "../sinks/zerobus/wire.ts";
+import {
+  BATCH_MAX_BYTES,
   BATCH_MAX_DELAY_MS,
   BATCH_MAX_READINGS,
   type FromWorker,
@@ -21,10 +31,44 @@ export interface SourceDriver {
   stop(): Promise<void> | void;
 }
 
+/** Settings of a kit, from the Worker's `start` message. */
+export interface KitOptions {
+  source: SourceInfo;
+  normalization: NormalizeSettings;
+  maxInflight: number;
+  maxRows: number;
+}
+
+/** The source identity normalization needs, from a source config entry. */
+export function sourceInfoOf(source: Record<string, unknown>): SourceInfo {
+  const str = (k: string) => (typeof source[k] === "string" ? (source[k] as string) : undefined);
+  return {
+    name: String(source.name),
+    protocol: String(source.protocol),
+    endpoint: str("endpoint") ?? `${source.protocol}://${source.name}`,
+    context: {
+      site: str("site"),
+      area: str("area"),
+      line: str("line"),
+      equipment: str("equipment"),
+    },
+  };
+}
+
 /** What a driver uses to hand readings and status to the main thread. */
 export class SourceKit {
-  readonly counters: SourceCounters = { readings: 0, errors: 0, reconnects: 0 };
-  #batch: Reading[] = [];
+  readonly counters: SourceCounters = {
+    readings: 0,
+    errors: 0,
+    reconnects: 0,
+    incomplete_paths: 0,
+  };
+  #normalize: Normalizer;
+  #nextId = recordIdFactory();
+  #buf = new Uint8Array(BATCH_MAX_BYTES);
+  #off = 0;
+  #count = 0;
+  #firstMs = 0;
   #batchId = 0;
   #timer: ReturnType<typeof setTimeout> | undefined;
   #inflight = new Map<number, () => void>();
@@ -32,14 +76,35 @@ export class SourceKit {
   #creditWaiters: Array<() => void> = [];
   #closed = false;
 
-  constructor(readonly maxInflight: number, private readonly post: (m: FromWorker) => void) {}
+  constructor(
+    readonly opts: KitOptions,
+    private readonly post: (m: FromWorker, transfer?: Transferable[]) => void,
+  ) {
+    this.#normalize = createNormalizer(opts.normalization);
+  }
 
-  /** Adds one reading to the current batch. */
+  /** Normalizes one reading and adds its row to the current batch. */
   emit(reading: Reading): void {
     if (this.#closed) return;
-    this.#batch.push(reading);
+    const nowMs = Date.now();
+    const row = this.#normalize.row(this.opts.source, reading, nowMs * 1000, this.#nextId());
+    let off = appendRow(this.#buf, this.#off, row);
+    if (off < 0) {
+      this.flush();
+      off = appendRow(this.#buf, 0, row);
+      if (off < 0) {
+        this.deadLetter(
+          `record of ${row.length} characters exceeds the ${BATCH_MAX_BYTES}-byte row limit`,
+          row.slice(0, 2000),
+        );
+        return;
+      }
+    }
+    if (this.#count === 0) this.#firstMs = nowMs;
+    this.#off = off;
+    this.#count++;
     this.counters.readings++;
-    if (this.#batch.length >= BATCH_MAX_READINGS) this.flush();
+    if (this.#count >= this.opts.maxRows) this.flush();
     else if (this.#timer === undefined) {
       this.#timer = setTimeout(() => this.flush(), BATCH_MAX_DELAY_MS);
     }
@@ -51,34 +116,39 @@ export class SourceKit {
       clearTimeout(this.#timer);
       this.#timer = undefined;
     }
-    if (this.#batch.length === 0) return;
+    if (this.#count === 0) return;
     const batchId = ++this.#batchId;
     const waiters = this.#currentWaiters;
     this.#currentWaiters = [];
     this.#inflight.set(batchId, () => waiters.forEach((w) => w()));
-    this.post({ type: "readings", batchId, readings: this.#batch });
-    this.#batch = [];
+    const rows = this.#buf.slice(0, this.#off);
+    this.post(
+      { type: "records", batchId, rows, count: this.#count, firstIngestMs: this.#firstMs },
+      [rows.buffer],
+    );
+    this.#off = 0;
+    this.#count = 0;
+    this.counters.incomplete_paths = this.#normalize.incompletePaths.get(this.opts.source.name) ??
+      0;
   }
 
   /** Resolves when everything emitted so far is committed to the spool. */
   whenCommitted(): Promise<void> {
-    if (this.#batch.length === 0 && this.#inflight.size === 0) return Promise.resolve();
-    if (this.#batch.length === 0) {
-      const last = Math.max(...this.#inflight.keys());
-      return new Promise((resolve) => {
-        const prev = this.#inflight.get(last)!;
-        this.#inflight.set(last, () => {
-          prev();
-          resolve();
-        });
+    if (this.#count > 0) return new Promise((resolve) => this.#currentWaiters.push(resolve));
+    if (this.#inflight.size === 0) return Promise.resolve();
+    const last = Math.max(...this.#inflight.keys());
+    return new Promise((resolve) => {
+      const prev = this.#inflight.get(last)!;
+      this.#inflight.set(last, () => {
+        prev();
+        resolve();
       });
-    }
-    return new Promise((resolve) => this.#currentWaiters.push(resolve));
+    });
   }
 
   /** True while the main thread accepts more batches. */
   hasCredit(): boolean {
-    return this.#inflight.size < this.maxInflight;
+    return this.#inflight.size < this.opts.maxInflight;
   }
 
   /** Resolves once a batch may be posted (credit available). */
@@ -137,16 +207,20 @@ export function runSourceWorker(
   makeDriver: (source: Record<string, unknown>, kit: SourceKit, dataDir: string) => SourceDriver,
 ): void {
   const scope = self as unknown as {
-    postMessage(m: FromWorker): void;
+    postMessage(m: FromWorker, transfer?: Transferable[]): void;
     onmessage: ((e: MessageEvent<ToWorker>) => void) | null;
-    close(): void;
   };
   let kit: SourceKit | undefined;
   let driver: SourceDriver | undefined;
   scope.onmessage = async (e: MessageEvent<ToWorker>) => {
     const msg = e.data;
     if (msg.type === "start") {
-      kit = new SourceKit(msg.maxInflight, (m) => scope.postMessage(m));
+      kit = new SourceKit({
+        source: sourceInfoOf(msg.source),
+        normalization: msg.normalization,
+        maxInflight: msg.maxInflight,
+        maxRows: Math.max(1, Math.min(BATCH_MAX_READINGS, msg.maxRows)),
+      }, (m, transfer) => scope.postMessage(m, transfer));
       kit.status("starting");
       driver = makeDriver(msg.source, kit, msg.dataDir);
       await driver.start();

@@ -3,10 +3,16 @@
  * the whole contract: the main thread never imports protocol libraries, and a
  * Worker never touches the spool or the sinks.
  *
+ * A Worker normalizes its own readings and encodes them as JSON rows, framed
+ * for the wire (see `appendRow`), so the per-record work runs on the source's
+ * thread and the main thread only moves byte chunks (transferred, not copied)
+ * into the spool.
+ *
  * Flow control is by credit: a Worker may have at most `maxInflight` batches
  * posted and not yet answered with `committed` (or `dropped`); it pauses
  * acquisition (or stops acknowledging upstream) until credit returns.
  */
+import type { NormalizeSettings } from "../normalize/normalize.ts";
 import type { Quality, ValueType } from "../record.ts";
 
 /** ISA-95 context a source or a single reading may carry. */
@@ -38,7 +44,8 @@ export interface Reading {
   context?: TagContext;
   /** Browse path (OPC-UA) or other hierarchical name, used by normalization rules. */
   browse_path?: string;
-  metadata?: Record<string, unknown>;
+  /** Protocol details; JSON text is taken as is (cheaper to post than an object). */
+  metadata?: Record<string, unknown> | string;
 }
 
 /** Counters a Worker reports with its status. */
@@ -46,6 +53,8 @@ export interface SourceCounters {
   readings: number;
   errors: number;
   reconnects: number;
+  /** Records whose ISA-95 path lacked context and got the placeholder. */
+  incomplete_paths: number;
 }
 
 /** Connection state of a source. */
@@ -59,14 +68,24 @@ export type SourceState =
 
 /** Messages from the main thread to a Worker. */
 export type ToWorker =
-  | { type: "start"; source: Record<string, unknown>; dataDir: string; maxInflight: number }
+  | {
+    type: "start";
+    source: Record<string, unknown>;
+    dataDir: string;
+    maxInflight: number;
+    /** Normalization settings (the config's `normalization` section). */
+    normalization: NormalizeSettings;
+    /** Rows per batch, at most (the sink's batch size, capped at BATCH_MAX_READINGS). */
+    maxRows: number;
+  }
   | { type: "stop" }
   /** The batch is durable in the spool (or dropped by policy): credit returns. */
   | { type: "committed"; batchId: number; dropped?: boolean };
 
 /** Messages from a Worker to the main thread. */
 export type FromWorker =
-  | { type: "readings"; batchId: number; readings: Reading[] }
+  /** Normalized records as framed JSON rows; `rows` is transferred. */
+  | { type: "records"; batchId: number; rows: Uint8Array; count: number; firstIngestMs: number }
   | {
     type: "status";
     state: SourceState;
@@ -83,6 +102,7 @@ export type FromWorker =
   }
   | { type: "stopped" };
 
-/** Readings per batch and the longest a Worker holds a partial batch. */
+/** Rows per batch, bytes per batch, and the longest a Worker holds a partial batch. */
 export const BATCH_MAX_READINGS = 100;
+export const BATCH_MAX_BYTES = 60_000;
 export const BATCH_MAX_DELAY_MS = 50;

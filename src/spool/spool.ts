@@ -264,9 +264,45 @@ export class Spool {
    * Callers check `isFull()` first and apply the full-spool policy.
    */
   append(target: string, rows: readonly string[]): Promise<void> {
-    if (this.#closed) return Promise.reject(new Error("spool is closed"));
     const now = Date.now();
-    for (const row of rows) this.#appendOne(target, row, now);
+    let buf = new Uint8Array(SEGMENT_BYTES);
+    let off = 0;
+    let count = 0;
+    for (const row of rows) {
+      let next = count < this.#maxRows ? appendRow(buf, off, row) : -1;
+      if (next < 0 && count > 0) {
+        this.#appendChunk(target, buf.subarray(0, off), count, now, true);
+        buf = new Uint8Array(SEGMENT_BYTES);
+        off = count = 0;
+        next = appendRow(buf, 0, row);
+      }
+      if (next < 0) {
+        return Promise.reject(
+          new Error(`row of ${row.length} characters exceeds the segment size`),
+        );
+      }
+      off = next;
+      count++;
+    }
+    if (count > 0) this.#appendChunk(target, buf.subarray(0, off), count, now, true);
+    return this.#committed();
+  }
+
+  /**
+   * Appends rows already framed for the wire (`appendRow`), as a source Worker
+   * sends them; resolves once they are committed to KV. `rows` is kept, not
+   * copied, when it becomes a segment of its own: do not reuse it.
+   */
+  appendFramed(target: string, rows: Uint8Array, count: number, firstMs: number): Promise<void> {
+    if (rows.length > SEGMENT_BYTES) {
+      return Promise.reject(new Error(`chunk of ${rows.length} bytes exceeds the segment size`));
+    }
+    this.#appendChunk(target, rows, count, firstMs, false);
+    return this.#committed();
+  }
+
+  #committed(): Promise<void> {
+    if (this.#closed) return Promise.reject(new Error("spool is closed"));
     const p = new Promise<void>((resolve, reject) => {
       this.#pending.waiters.push(resolve);
       this.#pending.failers.push(reject);
@@ -275,40 +311,43 @@ export class Spool {
     return p;
   }
 
-  #appendOne(target: string, row: string, now: number): void {
+  #appendChunk(
+    target: string,
+    bytes: Uint8Array,
+    count: number,
+    firstMs: number,
+    mustCopy: boolean,
+  ): void {
+    this.totalRecords += count;
     let seg = this.#open.get(target);
-    if (!seg) {
-      seg = { buf: new Uint8Array(SEGMENT_BYTES), off: 0, count: 0, firstMs: now };
-      this.#open.set(target, seg);
-    }
-    let off = seg.count < this.#maxRows ? appendRow(seg.buf, seg.off, row) : -1;
-    if (off < 0) {
-      if (seg.count === 0) {
-        throw new Error(`row of ${row.length} characters exceeds the segment size`);
-      }
+    if (seg && (seg.off + bytes.length > SEGMENT_BYTES || seg.count + count > this.#maxRows)) {
       this.#seal(target, seg);
-      seg = { buf: new Uint8Array(SEGMENT_BYTES), off: 0, count: 0, firstMs: now };
-      this.#open.set(target, seg);
-      off = appendRow(seg.buf, 0, row);
-      if (off < 0) throw new Error(`row of ${row.length} characters exceeds the segment size`);
+      seg = undefined;
     }
-    seg.off = off;
-    seg.count++;
-    this.totalRecords++;
+    if (!seg && !mustCopy && bytes.length >= SEGMENT_BYTES / 2) {
+      this.#sealBytes(target, bytes, count, firstMs); // big enough: its own segment, no copy
+      return;
+    }
+    if (!seg) {
+      seg = { buf: new Uint8Array(SEGMENT_BYTES), off: 0, count: 0, firstMs };
+      this.#open.set(target, seg);
+    }
+    seg.buf.set(bytes, seg.off);
+    seg.off += bytes.length;
+    seg.count += count;
+    seg.firstMs = Math.min(seg.firstMs, firstMs);
   }
 
   #seal(target: string, seg: OpenSegment): void {
-    const s: Segment = {
-      target,
-      seq: this.#seq++,
-      rows: seg.buf.slice(0, seg.off),
-      count: seg.count,
-      firstMs: seg.firstMs,
-    };
-    this.totalBytes += s.rows.length;
-    this.#pendingSegments.push(s);
-    this.#pendingBytes += s.rows.length;
     this.#open.delete(target);
+    this.#sealBytes(target, seg.buf.slice(0, seg.off), seg.count, seg.firstMs);
+  }
+
+  #sealBytes(target: string, rows: Uint8Array, count: number, firstMs: number): void {
+    const s: Segment = { target, seq: this.#seq++, rows, count, firstMs };
+    this.totalBytes += rows.length;
+    this.#pendingSegments.push(s);
+    this.#pendingBytes += rows.length;
   }
 
   #schedule(): void {

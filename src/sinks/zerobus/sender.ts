@@ -374,9 +374,14 @@ export class TargetSender {
         this.stats.requests_sent++;
         this.stats.records_sent += records;
         if (!ok) {
-          await new Promise<void>((r) => {
-            call.once("drain", r);
-            wake = r;
+          // Wait for the transport to drain (or for an ack, close or failure).
+          await new Promise<void>((resolve) => {
+            const done = () => {
+              call.off("drain", done);
+              resolve();
+            };
+            call.once("drain", done);
+            wake = done;
           });
         }
       }

@@ -80,7 +80,7 @@ export function createGeneratorModel(plan: GeneratorPlan): (nowMicros: number) =
       quality: "good",
       unit: plan.unit ?? MODEL_UNITS[model],
       signal_type: plan.signalType,
-      metadata: { seq: s, model },
+      metadata: `{"seq":${s},"model":"${model}"}`,
     };
   };
 }
