@@ -6,7 +6,7 @@ import { parseArgs } from "node:util";
 import { formatErrors, loadConfigText } from "./config/load.ts";
 import { createLogger } from "./log.ts";
 import { startAgent, untilSignal } from "./run.ts";
-import { spawnSelf, type SelfProcess } from "./self.ts";
+import { type SelfProcess, spawnSelf } from "./self.ts";
 
 /** `otedge demo [--port N] [--data-dir DIR]`. */
 export async function runDemo(args: string[]): Promise<number> {

@@ -30,7 +30,9 @@ export async function openResolverFor(
   let dataDir: string | undefined = env.CONNECTOR_DATA_DIR;
   if (!dataDir) {
     try {
-      const doc = parseYaml(await Deno.readTextFile(configFile)) as { connector?: { data_dir?: string } };
+      const doc = parseYaml(await Deno.readTextFile(configFile)) as {
+        connector?: { data_dir?: string };
+      };
       dataDir = doc?.connector?.data_dir;
     } catch {
       // the loader reports unreadable or invalid files
@@ -38,7 +40,9 @@ export async function openResolverFor(
   }
   const path = `${dataDir ?? "./data"}/credentials.json`;
   const password = env.CONNECTOR_MASTER_PASSWORD;
-  if (!password) return { resolve: () => undefined, problem: "CONNECTOR_MASTER_PASSWORD is not set" };
+  if (!password) {
+    return { resolve: () => undefined, problem: "CONNECTOR_MASTER_PASSWORD is not set" };
+  }
   try {
     await Deno.stat(path);
   } catch {
@@ -49,7 +53,11 @@ export async function openResolverFor(
 }
 
 /** Starts the agent and its HTTP server for a validated config. */
-export async function startAgent(config: AgentConfig, log: Logger, opts: AgentOptions = {}): Promise<RunningAgent> {
+export async function startAgent(
+  config: AgentConfig,
+  log: Logger,
+  opts: AgentOptions = {},
+): Promise<RunningAgent> {
   const agent = await Agent.start(config, log, opts);
   const app = createApi(agent, denoJson.version);
   let server: Deno.HttpServer;
@@ -68,7 +76,11 @@ export async function startAgent(config: AgentConfig, log: Logger, opts: AgentOp
   }
   const addr = server.addr as Deno.NetAddr;
   const url = `http://${addr.hostname}:${addr.port}`;
-  log.info("agent started", { api: url, sources: config.sources.length, data_dir: config.connector.data_dir });
+  log.info("agent started", {
+    api: url,
+    sources: config.sources.length,
+    data_dir: config.connector.data_dir,
+  });
   return {
     agent,
     url,

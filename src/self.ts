@@ -35,6 +35,9 @@ export async function spawnSelf(
     stdin: "null",
     env: opts.env,
     cwd: opts.cwd,
+    // Its own process group: a Ctrl-C in the terminal reaches only the parent,
+    // which stops its children in order (agent first, then what it talks to).
+    detached: true,
   }).spawn();
   const reader = child.stdout.pipeThrough(new TextDecoderStream()).getReader();
   let buf = "";

@@ -294,7 +294,6 @@ Deno.test("token endpoint: configured credentials and bad requests", async () =>
     const auth = { id: "edge", secret: "s3cr:et" };
     const badForms: Record<string, string>[] = [
       { ...good, grant_type: "password" },
-      { ...good, scope: "" },
       { ...good, resource: "api://other" },
       { ...good, authorization_details: "not json" },
       { ...good, authorization_details: "{}" },
@@ -310,6 +309,11 @@ Deno.test("token endpoint: configured credentials and bad requests", async () =>
     }
     const { grant_type: _, ...noGrant } = good;
     strictEqual((await tokenRequest(srv, { ...auth, form: noGrant })).status, 400);
+    const { authorization_details: _d, ...noDetails } = good;
+    strictEqual((await tokenRequest(srv, { ...auth, form: noDetails })).status, 400);
+    // scope and resource are optional (scripts/bench.ts sends neither resource)
+    const { scope: _s, resource: _r, ...minimal } = good;
+    strictEqual((await tokenRequest(srv, { ...auth, form: minimal })).status, 200);
     strictEqual((await tokenRequest(srv, { ...auth, form: good })).status, 200);
   });
 });
@@ -727,6 +731,49 @@ Deno.test("stop() ends open streams and flushes the file", async () => {
   }
 });
 
+Deno.test("unknown method -> UNIMPLEMENTED; a dropped client frees its stream", async () => {
+  await withServer({}, async (ctx) => {
+    const md = new grpc.Metadata();
+    const other = ctx.client.makeBidiStreamRequest(
+      "/databricks.zerobus.Zerobus/Other",
+      toBuffer,
+      (b: Buffer) => b,
+      md,
+    );
+    other.on("error", () => {});
+    const st = await new Promise<grpc.StatusObject>((r) => other.on("status", r));
+    strictEqual(st.code, grpc.status.UNIMPLEMENTED);
+
+    const s = await openCreated(ctx);
+    s.send(jsonBatch(0, [rowOf(0)]));
+    await s.waitAck(0);
+    strictEqual(ctx.srv.stats().open_streams, 1);
+    s.call.cancel();
+    await s.ended();
+    for (let i = 0; i < 50 && ctx.srv.stats().open_streams > 0; i++) {
+      await new Promise((r) => setTimeout(r, 20));
+    }
+    strictEqual(ctx.srv.stats().open_streams, 0);
+  });
+});
+
+Deno.test("grpc-js transport: same behaviour on a short stream", async () => {
+  await withServer({ transport: "grpc-js", faults: { close_after: 2 } }, async (ctx) => {
+    const bad = new RawStream(ctx.client, {
+      authorization: "Bearer nope",
+      "x-databricks-zerobus-table-name": TABLE,
+    });
+    strictEqual((await bad.ended()).code, UNAUTHENTICATED);
+    const s = await openCreated(ctx);
+    s.send(jsonBatch(0, [rowOf(0), rowOf(1)]));
+    s.send(jsonRecord(1, rowOf(2)));
+    await s.waitFor((r) => r.kind === "close", "close signal");
+    await s.waitAck(1);
+    strictEqual((await s.ended()).code, OK);
+    strictEqual(await readFile(ctx.srv), [0, 1, 2].map((i) => rowOf(i) + "\n").join(""));
+  });
+});
+
 // ---------- CLI ----------
 
 const CLI_URL = new URL("../src/zerobus_local/cli.ts", import.meta.url).href;
@@ -746,7 +793,11 @@ Deno.test("cli: --help and bad usage", async () => {
   const help = await cliCommand(["--help"]).output();
   strictEqual(help.code, 0);
   match(new TextDecoder().decode(help.stdout), /--close-after/);
-  for (const args of [["--port", "x"], ["--nope"], ["--fail-after", "-1"], ["extra"]]) {
+  const bad = [["--port", "x"], ["--nope"], ["--fail-after", "-1"], ["extra"], [
+    "--transport",
+    "h3",
+  ]];
+  for (const args of bad) {
     const out = await cliCommand(args).output();
     strictEqual(out.code, 2, args.join(" "));
     match(new TextDecoder().decode(out.stderr), /Usage/);

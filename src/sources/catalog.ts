@@ -71,3 +71,8 @@ const SOURCE_WORKERS: Partial<Record<SourceProtocol, URL>> = {
 export function workerUrlOf(protocol: string): URL | undefined {
   return isSourceProtocol(protocol) ? SOURCE_WORKERS[protocol] : undefined;
 }
+
+/** Every Worker module of the registered protocols (the build includes them). */
+export function workerModules(): URL[] {
+  return Object.values(SOURCE_WORKERS).filter((u): u is URL => u !== undefined);
+}

@@ -6,12 +6,7 @@
 import type { Logger } from "../log.ts";
 import type { NormalizeSettings } from "../normalize/normalize.ts";
 import { workerUrlOf } from "./catalog.ts";
-import type {
-  FromWorker,
-  SourceCounters,
-  SourceState,
-  ToWorker,
-} from "./worker_protocol.ts";
+import type { FromWorker, SourceCounters, SourceState, ToWorker } from "./worker_protocol.ts";
 
 /** The keys of a source entry the host reads; the Worker gets the whole entry. */
 export interface HostedSourceConfig {
@@ -111,7 +106,7 @@ export class SourceHost {
         records: 0,
         batches: 0,
         restarts: 0,
-        counters: { readings: 0, errors: 0, reconnects: 0, incomplete_paths: 0 },
+        counters: { errors: 0, reconnects: 0, incomplete_paths: 0 },
         detail: {},
       },
     };
@@ -164,6 +159,7 @@ export class SourceHost {
       case "records":
         st.records += msg.count;
         st.batches++;
+        st.counters.incomplete_paths = msg.incompletePaths;
         st.last_data_time = new Date().toISOString();
         this.onBatch(slot.config, msg).then(
           () => worker.postMessage({ type: "committed", batchId: msg.batchId } satisfies ToWorker),

@@ -58,7 +58,6 @@ export function sourceInfoOf(source: Record<string, unknown>): SourceInfo {
 /** What a driver uses to hand readings and status to the main thread. */
 export class SourceKit {
   readonly counters: SourceCounters = {
-    readings: 0,
     errors: 0,
     reconnects: 0,
     incomplete_paths: 0,
@@ -103,7 +102,6 @@ export class SourceKit {
     if (this.#count === 0) this.#firstMs = nowMs;
     this.#off = off;
     this.#count++;
-    this.counters.readings++;
     if (this.#count >= this.opts.maxRows) this.flush();
     else if (this.#timer === undefined) {
       this.#timer = setTimeout(() => this.flush(), BATCH_MAX_DELAY_MS);
@@ -122,14 +120,18 @@ export class SourceKit {
     this.#currentWaiters = [];
     this.#inflight.set(batchId, () => waiters.forEach((w) => w()));
     const rows = this.#buf.slice(0, this.#off);
-    this.post(
-      { type: "records", batchId, rows, count: this.#count, firstIngestMs: this.#firstMs },
-      [rows.buffer],
-    );
-    this.#off = 0;
-    this.#count = 0;
     this.counters.incomplete_paths = this.#normalize.incompletePaths.get(this.opts.source.name) ??
       0;
+    this.post({
+      type: "records",
+      batchId,
+      rows,
+      count: this.#count,
+      firstIngestMs: this.#firstMs,
+      incompletePaths: this.counters.incomplete_paths,
+    }, [rows.buffer]);
+    this.#off = 0;
+    this.#count = 0;
   }
 
   /** Resolves when everything emitted so far is committed to the spool. */

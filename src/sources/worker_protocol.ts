@@ -50,7 +50,6 @@ export interface Reading {
 
 /** Counters a Worker reports with its status. */
 export interface SourceCounters {
-  readings: number;
   errors: number;
   reconnects: number;
   /** Records whose ISA-95 path lacked context and got the placeholder. */
@@ -85,7 +84,15 @@ export type ToWorker =
 /** Messages from a Worker to the main thread. */
 export type FromWorker =
   /** Normalized records as framed JSON rows; `rows` is transferred. */
-  | { type: "records"; batchId: number; rows: Uint8Array; count: number; firstIngestMs: number }
+  | {
+    type: "records";
+    batchId: number;
+    rows: Uint8Array;
+    count: number;
+    firstIngestMs: number;
+    /** Records so far whose path lacked context (cumulative). */
+    incompletePaths: number;
+  }
   | {
     type: "status";
     state: SourceState;

@@ -24,6 +24,7 @@ Options:
   --close-after N           send CloseStreamSignal after N requests, end the stream OK later
   --close-duration-ms N     duration in the close signal (default 1000)
   --reject-table NAME       fail create_stream for this table (repeatable)
+  --transport h2|grpc-js    gRPC server: the built-in HTTP/2 one (default) or grpc-js
   -h, --help                show this help
 
 HTTP: POST /oidc/v1/token, GET /tables, GET /health, GET|POST /faults.
@@ -61,6 +62,7 @@ export async function zerobusLocalCommand(args: string[]): Promise<number> {
         "close-after": { type: "string" },
         "close-duration-ms": { type: "string" },
         "reject-table": { type: "string", multiple: true },
+        transport: { type: "string" },
       },
     }).values;
   } catch (e) {
@@ -82,6 +84,9 @@ export async function zerobusLocalCommand(args: string[]): Promise<number> {
     faults.close_after = count("close-after", parsed["close-after"]);
     faults.close_duration_ms = count("close-duration-ms", parsed["close-duration-ms"]);
     if (parsed["reject-table"]?.length) faults.reject_tables = parsed["reject-table"];
+    if (parsed.transport !== undefined && !["h2", "grpc-js"].includes(parsed.transport)) {
+      throw new UsageError(`--transport must be h2 or grpc-js, got ${parsed.transport}`);
+    }
   } catch (e) {
     if (!(e instanceof UsageError)) throw e;
     console.error(`zerobus-local: ${e.message}\n\n${USAGE}`);
@@ -101,6 +106,7 @@ export async function zerobusLocalCommand(args: string[]): Promise<number> {
     tokenTtlS,
     faults,
     log: (event) => console.error(JSON.stringify(event)),
+    transport: parsed.transport as "h2" | "grpc-js" | undefined,
   });
   console.log(JSON.stringify({
     event: "ready",

@@ -103,9 +103,12 @@ export async function handleTokenRequest(
   if (grant !== "client_credentials") {
     return oauthError(400, "unsupported_grant_type", `grant_type ${grant} is not supported`);
   }
-  if (!form.get("scope")) return oauthError(400, "invalid_request", "scope is required");
-  const resource = form.get("resource") ?? "";
-  if (!/^api:\/\/databricks\/workspaces\/[^/]+\/zerobusDirectWriteApi$/.test(resource)) {
+  // scope and resource are optional here; a resource, when sent, must name the Zerobus API.
+  const resource = form.get("resource");
+  if (
+    resource !== null &&
+    !/^api:\/\/databricks\/workspaces\/[^/]+\/zerobusDirectWriteApi$/.test(resource)
+  ) {
     return oauthError(
       400,
       "invalid_request",
@@ -118,6 +121,6 @@ export async function handleTokenRequest(
     access_token: store.issue(opts.ttlS),
     token_type: "Bearer",
     expires_in: opts.ttlS,
-    scope: form.get("scope"),
+    scope: form.get("scope") ?? "all-apis",
   });
 }

@@ -5,14 +5,14 @@
  * with the OAuth token endpoint the client needs. For the demo, tests and field
  * checks without a workspace.
  */
-import { Buffer } from "node:buffer";
 import { join } from "node:path";
-import * as grpc from "@grpc/grpc-js";
-import { EPHEMERAL_STREAM_PATH } from "../sinks/zerobus/wire.ts";
+import type { CallServer, ServerCall } from "./call.ts";
 import { type Faults, type FaultsUpdate, mergeFaults } from "./faults.ts";
 import { makeHttpHandler } from "./http.ts";
 import { TokenStore } from "./oauth.ts";
-import { StreamSession, type ZerobusCall } from "./stream.ts";
+import { serveGrpcJs } from "./grpcjs_transport.ts";
+import { serveH2Grpc } from "./h2c_server.ts";
+import { StreamSession } from "./stream.ts";
 import { type TableStats, TableWriter } from "./table_writer.ts";
 
 export type { Faults, FaultsUpdate } from "./faults.ts";
@@ -38,6 +38,13 @@ export interface ZerobusLocalOptions {
   faults?: Faults;
   /** Receives one event object per stream created / ended / close signal. */
   log?: (event: Record<string, unknown>) => void;
+  /**
+   * gRPC transport: "h2" (default, the stand-in's own HTTP/2 server) or "grpc-js"
+   * (grpc-js on Deno's node:http2, which can crash the process; see README.md).
+   */
+  transport?: "h2" | "grpc-js";
+  /** Largest request message accepted (default 4 MiB, like gRPC servers). */
+  maxMessageBytes?: number;
 }
 
 /** Counters and settings of a running stand-in. */
@@ -68,22 +75,9 @@ export interface ZerobusLocal {
   stop(): Promise<void>;
 }
 
-const raw = (b: Uint8Array) => Buffer.from(b.buffer, b.byteOffset, b.byteLength);
-const same = (b: Buffer) => b;
-
 function urlHost(host: string): string {
   if (host === "0.0.0.0" || host === "::" || host === "") return "127.0.0.1";
   return host.includes(":") ? `[${host}]` : host;
-}
-
-function bindGrpc(server: grpc.Server, host: string, port: number): Promise<number> {
-  const addr = `${host.includes(":") ? `[${host}]` : host}:${port}`;
-  return new Promise((resolve, reject) =>
-    server.bindAsync(addr, grpc.ServerCredentials.createInsecure(), (err, bound) => {
-      if (err) reject(err);
-      else resolve(bound);
-    })
-  );
 }
 
 /** Starts the gRPC and HTTP servers; resolves once both listen. */
@@ -123,21 +117,17 @@ export async function startZerobusLocal(opts: ZerobusLocalOptions = {}): Promise
     return out;
   };
 
-  const grpcServer = new grpc.Server();
-  grpcServer.addService({
-    EphemeralStream: {
-      path: EPHEMERAL_STREAM_PATH,
-      requestStream: true,
-      responseStream: true,
-      requestSerialize: raw,
-      requestDeserialize: same,
-      responseSerialize: raw,
-      responseDeserialize: same,
-    },
-  }, {
-    EphemeralStream: (call: ZerobusCall) => new StreamSession(ctx, call).start(),
-  });
-  const grpcPort = await bindGrpc(grpcServer, host, opts.grpcPort ?? 0);
+  const onCall = (call: ServerCall) => new StreamSession(ctx, call).start();
+  const transportOpts = {
+    hostname: host,
+    port: opts.grpcPort ?? 0,
+    onCall,
+    maxMessageBytes: opts.maxMessageBytes,
+  };
+  const grpcServer: CallServer = opts.transport === "grpc-js"
+    ? await serveGrpcJs(transportOpts)
+    : serveH2Grpc(transportOpts);
+  const grpcPort = grpcServer.port;
 
   let http: Deno.HttpServer<Deno.NetAddr>;
   try {
@@ -160,7 +150,7 @@ export async function startZerobusLocal(opts: ZerobusLocalOptions = {}): Promise
       }),
     );
   } catch (e) {
-    grpcServer.forceShutdown();
+    await grpcServer.close();
     throw e;
   }
   const httpPort = http.addr.port;
@@ -183,7 +173,7 @@ export async function startZerobusLocal(opts: ZerobusLocalOptions = {}): Promise
     stop() {
       stopping ??= (async () => {
         for (const s of [...sessions]) s.abort();
-        grpcServer.forceShutdown();
+        await grpcServer.close();
         await Promise.all([...writers.values()].map((w) => w.close()));
         await http.shutdown();
       })();

@@ -4,21 +4,20 @@
  * ingest request, acks cumulatively once rows are in the file, and applies the
  * injected faults.
  */
-import * as grpc from "@grpc/grpc-js";
 import {
   decodeRequest,
   encodeAck,
   encodeCloseSignal,
   encodeCreated,
+  EPHEMERAL_STREAM_PATH,
   RecordType,
+  type RecordTypeName,
+  type StreamRequest,
 } from "../sinks/zerobus/wire.ts";
-import type { RecordTypeName, StreamRequest } from "../sinks/zerobus/wire.ts";
+import { type ServerCall, Status, statusName } from "./call.ts";
 import type { Faults } from "./faults.ts";
 import type { TokenStore } from "./oauth.ts";
 import type { TableWriter } from "./table_writer.ts";
-
-/** The raw-bytes bidirectional call the stand-in serves. */
-export type ZerobusCall = grpc.ServerDuplexStream<Uint8Array, Uint8Array>;
 
 /** What a stream needs from its server. */
 export interface StreamContext {
@@ -42,7 +41,7 @@ const HIGH_WATER = 32 << 20;
  */
 const ERROR_AFTER_ACK_MS = 50;
 
-const { OK, INVALID_ARGUMENT, UNAUTHENTICATED, UNAVAILABLE } = grpc.status;
+const { OK, INVALID_ARGUMENT, UNAUTHENTICATED, UNAVAILABLE, UNIMPLEMENTED } = Status;
 const strictUtf8 = new TextDecoder("utf-8", { fatal: true });
 
 /** Why a JSON row is refused, or null when it is a JSON object. */
@@ -85,30 +84,34 @@ export class StreamSession {
   #onDrained: (() => void) | null = null;
 
   /** Binds a session to a call; call `start()` next. */
-  constructor(readonly ctx: StreamContext, readonly call: ZerobusCall) {}
+  constructor(readonly ctx: StreamContext, readonly call: ServerCall) {}
 
   /** Sends response headers at once, checks metadata, then serves requests. */
   start(): void {
     const call = this.call;
-    call.sendMetadata(new grpc.Metadata());
+    call.sendHeaders();
     this.ctx.sessions.add(this);
-    call.on("cancelled", () => this.abort());
-    call.on("error", () => this.abort());
+    call.listen({
+      onMessage: (msg) => this.#onData(msg),
+      onHalfClose: () => this.#onEnd(),
+      onCancel: () => this.abort(),
+    });
+    if (call.path !== EPHEMERAL_STREAM_PATH) {
+      return this.#end(UNIMPLEMENTED, `unknown method ${call.path}`);
+    }
     if (this.ctx.faults().unauthenticated) {
       return this.#end(UNAUTHENTICATED, "unauthenticated (injected fault)");
     }
-    const auth = String(call.metadata.get("authorization")[0] ?? "");
+    const auth = call.header("authorization") ?? "";
     const m = auth.match(/^Bearer\s+(\S+)$/i);
     if (!m) return this.#end(UNAUTHENTICATED, "missing or malformed bearer token");
     if (!this.ctx.tokens.valid(m[1])) {
       return this.#end(UNAUTHENTICATED, "invalid or expired token");
     }
-    this.#headerTable = String(call.metadata.get("x-databricks-zerobus-table-name")[0] ?? "");
+    this.#headerTable = call.header("x-databricks-zerobus-table-name") ?? "";
     if (!this.#headerTable) {
       return this.#end(INVALID_ARGUMENT, "missing x-databricks-zerobus-table-name header");
     }
-    call.on("data", (buf: Uint8Array) => this.#onData(buf));
-    call.on("end", () => this.#onEnd());
   }
 
   /** Stops the session without sending anything (call cancelled or server stopping). */
@@ -151,6 +154,7 @@ export class StreamSession {
       return this.#fail(INVALID_ARGUMENT, `table ${table} rejected (injected fault)`);
     }
     if (req.recordType === RecordType.PROTO) {
+      // descriptorProto is a view into the transport's read buffer: copy it to keep it.
       if (!req.descriptorProto?.length) {
         return this.#fail(INVALID_ARGUMENT, "record_type PROTO requires descriptor_proto");
       }
@@ -292,7 +296,7 @@ export class StreamSession {
   }
 
   /** Stops reading, waits until everything accepted is acked, then ends the call. */
-  #fail(code: grpc.status, details: string): void {
+  #fail(code: number, details: string): void {
     if (this.#state === "draining" || this.#state === "ended") return;
     this.#state = "draining";
     const end = () => {
@@ -303,7 +307,7 @@ export class StreamSession {
     else this.#onDrained = end;
   }
 
-  #end(code: grpc.status, details: string): void {
+  #end(code: number, details: string): void {
     if (this.#state === "ended") return;
     this.#state = "ended";
     this.#cleanup();
@@ -311,13 +315,12 @@ export class StreamSession {
       event: "stream_ended",
       table: this.#table || this.#headerTable,
       stream_id: this.#streamId,
-      code: grpc.status[code],
+      code: statusName(code),
       details,
       requests: this.#requests,
       acked_up_to: this.#acked,
     });
-    if (code === OK) this.call.end();
-    else this.call.emit("error", { code, details, metadata: new grpc.Metadata() });
+    this.call.end(code, details);
   }
 
   #after(ms: number, fn: () => void): void {
