@@ -8,8 +8,8 @@
  * keep their record_id). A `CloseStreamSignal` stops sending on that stream,
  * waits for outstanding acks up to its duration, then rotates to a new stream.
  */
-import * as grpc from "@grpc/grpc-js";
 import type { Lane, Segment, Spool } from "../../spool/spool.ts";
+import type { BidiCall, CallStatus, GrpcChannel } from "./channel.ts";
 import { type TableRef, TokenError, type TokenProvider } from "./token.ts";
 import {
   decodeResponse,
@@ -19,15 +19,44 @@ import {
   type RecordTypeName,
 } from "./wire.ts";
 
+/** The gRPC status codes the sender acts on. */
+export const Code = {
+  OK: 0,
+  CANCELLED: 1,
+  INVALID_ARGUMENT: 3,
+  NOT_FOUND: 5,
+  PERMISSION_DENIED: 7,
+  OUT_OF_RANGE: 11,
+  UNIMPLEMENTED: 12,
+  UNAVAILABLE: 14,
+  UNAUTHENTICATED: 16,
+} as const;
+
 /** gRPC codes a retry cannot fix. */
-const NOT_RETRYABLE = new Set([
-  grpc.status.INVALID_ARGUMENT,
-  grpc.status.UNAUTHENTICATED,
-  grpc.status.PERMISSION_DENIED,
-  grpc.status.OUT_OF_RANGE,
-  grpc.status.UNIMPLEMENTED,
-  grpc.status.NOT_FOUND,
+const NOT_RETRYABLE: ReadonlySet<number> = new Set([
+  Code.INVALID_ARGUMENT,
+  Code.UNAUTHENTICATED,
+  Code.PERMISSION_DENIED,
+  Code.OUT_OF_RANGE,
+  Code.UNIMPLEMENTED,
+  Code.NOT_FOUND,
 ]);
+
+const CODE_NAMES: Record<number, string> = {
+  0: "OK",
+  1: "CANCELLED",
+  2: "UNKNOWN",
+  3: "INVALID_ARGUMENT",
+  4: "DEADLINE_EXCEEDED",
+  5: "NOT_FOUND",
+  7: "PERMISSION_DENIED",
+  8: "RESOURCE_EXHAUSTED",
+  11: "OUT_OF_RANGE",
+  12: "UNIMPLEMENTED",
+  13: "INTERNAL",
+  14: "UNAVAILABLE",
+  16: "UNAUTHENTICATED",
+};
 
 /** Settings of one target's sender. */
 export interface SenderOptions {
@@ -75,6 +104,11 @@ export interface SenderStats {
   last_ack_time: string | null;
 }
 
+/** Event of a sender, for metrics and logs. */
+export type SenderEvent =
+  | { kind: "acked"; records: number; requests: number }
+  | { kind: "error"; message: string };
+
 interface Inflight {
   offset: number;
   segments: Segment[];
@@ -108,15 +142,30 @@ export class LatencySampler {
     }
     return this.#lat[idx[n - 1]];
   }
-
-  /** Forgets every sample. */
-  reset(): void {
-    this.#n = 0;
-  }
 }
 
 function jitter(ms: number): number {
   return ms / 2 + Math.random() * ms / 2;
+}
+
+function describe(s: CallStatus): string {
+  return `${CODE_NAMES[s.code] ?? s.code}: ${s.details || "no details"}${hint(s.code)}`;
+}
+
+function hint(code: number): string {
+  switch (code) {
+    case Code.UNAUTHENTICATED:
+      return " (the token was refused: check zerobus.auth)";
+    case Code.PERMISSION_DENIED:
+      return " (grant the service principal MODIFY and SELECT on the table)";
+    case Code.NOT_FOUND:
+    case Code.INVALID_ARGUMENT:
+      return " (check that the target table exists and matches the record schema: see `otedge schema`)";
+    case Code.UNAVAILABLE:
+      return " (the server is unavailable; the agent retries)";
+    default:
+      return "";
+  }
 }
 
 /** Sends one target's lane to Zerobus until stopped. */
@@ -124,25 +173,20 @@ export class TargetSender {
   readonly latency = new LatencySampler();
   readonly stats: SenderStats;
   #stopped = false;
-  #wakeStop: Array<() => void> = [];
+  #wakers = new Set<() => void>();
   #loops: Promise<void>[] = [];
   #streamIds = new Map<number, string>();
-  #calls = new Set<grpc.ClientDuplexStream<Uint8Array, Uint8Array>>();
+  #calls = new Set<BidiCall>();
   readonly #lane: Lane;
   readonly #fullName: string;
 
   constructor(
-    private readonly client: grpc.Client,
+    private readonly channel: GrpcChannel,
     private readonly spool: Spool,
     readonly target: string,
     private readonly tokens: TokenProvider,
     private readonly opts: SenderOptions,
-    private readonly onEvent: (
-      e: { kind: "acked"; records: number; requests: number } | {
-        kind: "error";
-        message: string;
-      },
-    ) => void = () => {},
+    private readonly onEvent: (e: SenderEvent) => void = () => {},
   ) {
     this.#lane = spool.lane(target);
     this.#fullName = `${opts.table.catalog}.${opts.table.schema}.${opts.table.table}`;
@@ -172,56 +216,59 @@ export class TargetSender {
   /** Stops sending: waits up to `graceMs` for outstanding acks, then cancels streams. */
   async stop(graceMs = 5000): Promise<void> {
     this.#stopped = true;
-    for (const w of this.#wakeStop.splice(0)) w();
+    this.#wakeAll();
     const timer = setTimeout(() => this.#calls.forEach((c) => c.cancel()), graceMs);
     await Promise.allSettled(this.#loops);
     clearTimeout(timer);
     this.stats.state = "stopped";
   }
 
-  #sleep(ms: number): Promise<void> {
+  #wakeAll(): void {
+    for (const w of [...this.#wakers]) w();
+  }
+
+  /** Waits up to `ms`, or until woken (an ack, a close signal, the end of a call, stop). */
+  #pause(ms: number): Promise<void> {
     return new Promise((resolve) => {
       const done = () => {
         clearTimeout(t);
+        this.#wakers.delete(done);
         resolve();
       };
       const t = setTimeout(done, ms);
-      this.#wakeStop.push(done);
+      this.#wakers.add(done);
     });
   }
 
   async #streamLoop(index: number): Promise<void> {
-    let backoff = this.opts.backoffMinMs ?? 1000;
-    const maxBackoff = this.opts.backoffMaxMs ?? 30_000;
+    const minBackoff = this.opts.backoffMinMs ?? 1000;
+    let backoff = minBackoff;
     while (!this.#stopped) {
-      let progressed = false;
+      const progress = { acked: false };
       try {
         this.stats.state = "connecting";
         if (this.stats.breaker === "open") this.stats.breaker = "half_open";
-        progressed = await this.#runStream(index);
+        await this.#runStream(index, progress);
         this.stats.consecutive_failures = 0;
         this.stats.breaker = "closed";
-        backoff = this.opts.backoffMinMs ?? 1000;
+        backoff = minBackoff;
       } catch (e) {
         const err = e instanceof StreamError || e instanceof TokenError
           ? e
           : new StreamError(String((e as Error)?.message ?? e), true);
-        if (e instanceof StreamError && e.code === grpc.status.UNAUTHENTICATED) {
+        if (err instanceof StreamError && err.code === Code.UNAUTHENTICATED) {
           this.tokens.invalidate();
         }
-        this.stats.consecutive_failures++;
+        if (progress.acked) backoff = minBackoff;
+        this.stats.consecutive_failures = progress.acked ? 1 : this.stats.consecutive_failures + 1;
         this.stats.last_error = `${this.#fullName}: ${err.message}`;
         this.stats.last_error_time = new Date().toISOString();
         this.onEvent({ kind: "error", message: this.stats.last_error });
         if (this.stats.consecutive_failures >= 3) this.stats.breaker = "open";
         if (this.#stopped) break;
-        const retryable = err instanceof StreamError || err instanceof TokenError
-          ? err.retryable
-          : true;
-        this.stats.state = retryable ? "backoff" : "error";
-        const wait = retryable ? jitter(backoff) : (this.opts.fatalRetryMs ?? 60_000);
-        if (!progressed) backoff = Math.min(maxBackoff, backoff * 2);
-        await this.#sleep(wait);
+        this.stats.state = err.retryable ? "backoff" : "error";
+        await this.#pause(err.retryable ? jitter(backoff) : (this.opts.fatalRetryMs ?? 60_000));
+        backoff = Math.min(this.opts.backoffMaxMs ?? 30_000, backoff * 2);
       }
       if (!this.#stopped) this.stats.reconnections++;
     }
@@ -230,204 +277,146 @@ export class TargetSender {
   }
 
   /**
-   * Runs one gRPC stream until it ends. Resolves on a clean rotation (close
-   * signal or stop); throws StreamError on failure. Unacked segments always go
-   * back to the lane. Returns whether any request was acknowledged.
+   * Runs one stream until it ends: resolves on a clean rotation (close signal
+   * or stop), throws StreamError on failure. Unacked segments always go back
+   * to the lane. Sets `progress.acked` once any request is acknowledged.
    */
-  async #runStream(index: number): Promise<boolean> {
+  async #runStream(index: number, progress: { acked: boolean }): Promise<void> {
     const token = await this.tokens.get();
-    const md = new grpc.Metadata();
-    md.set("authorization", `Bearer ${token}`);
-    md.set("x-databricks-zerobus-table-name", this.#fullName);
-    md.set("x-zerobus-sdk", this.opts.sdkName ?? "otedge/0.1");
-    const call = this.client.makeBidiStreamRequest<Uint8Array, Uint8Array>(
-      EPHEMERAL_STREAM_PATH,
-      (b: Uint8Array) => Buffer.from(b.buffer, b.byteOffset, b.byteLength),
-      (b: Buffer) => b,
-      md,
-    );
-    this.#calls.add(call);
     const inflight: Inflight[] = [];
-    let offset = 0;
-    let acked = false;
-    let closing = undefined as number | undefined; // deadline (ms) after a CloseStreamSignal
-    let ended = undefined as StreamError | "ok" | undefined;
-    const outcome = () => ended; // read through a call: set by event handlers
-    let created: (id: string) => void = () => {};
-    const createdP = new Promise<string>((r) => (created = r));
-    let wake: () => void = () => {};
-    const wakeUp = () => wake();
-    let lastAck = Date.now();
-
-    call.on("data", (buf: Buffer) => {
-      const r = decodeResponse(buf);
-      if (r.kind === "created") created(r.streamId);
-      else if (r.kind === "ack") {
-        lastAck = Date.now();
-        let records = 0;
-        let requests = 0;
-        const done: Segment[] = [];
-        while (inflight.length > 0 && inflight[0].offset <= r.upTo) {
-          const f = inflight.shift()!;
-          done.push(...f.segments);
-          records += f.records;
-          requests++;
-        }
-        if (requests > 0) {
-          acked = true;
-          const now = Date.now();
-          for (const s of done) this.latency.add(now - s.firstMs, s.count);
-          this.stats.records_acked += records;
-          this.stats.last_ack_time = new Date(now).toISOString();
-          this.stats.inflight_requests -= requests;
-          this.spool.ack(done).catch((e) =>
-            this.onEvent({ kind: "error", message: `spool delete failed: ${e}` })
-          );
-          this.onEvent({ kind: "acked", records, requests });
-        }
-        wakeUp();
-      } else if (r.kind === "close") {
-        this.stats.close_signals++;
-        closing = Date.now() + Math.min(r.durationMs || 0, 30_000);
-        wakeUp();
-      }
-    });
-    call.on("error", (e: grpc.ServiceError) => {
-      ended = new StreamError(
-        `stream failed: ${grpc.status[e.code] ?? e.code}: ${e.details || e.message}${hint(e.code)}`,
-        !NOT_RETRYABLE.has(e.code),
-        e.code,
-      );
-      created("");
-      wakeUp();
-    });
-    call.on("end", () => {
-      ended ??= "ok";
-      created("");
-      wakeUp();
-    });
-
-    const giveBack = () => {
-      const segs = inflight.flatMap((f) => f.segments);
-      this.stats.inflight_requests -= inflight.length;
-      inflight.length = 0;
-      this.#lane.putBack(segs);
+    const st = {
+      streamId: undefined as string | undefined,
+      closingUntil: undefined as number | undefined, // after a CloseStreamSignal
+      ended: undefined as CallStatus | undefined,
+      lastAck: Date.now(),
     };
-
+    const onAck = (upTo: number) => {
+      st.lastAck = Date.now();
+      const done: Segment[] = [];
+      let records = 0;
+      let requests = 0;
+      while (inflight.length > 0 && inflight[0].offset <= upTo) {
+        const f = inflight.shift()!;
+        done.push(...f.segments);
+        records += f.records;
+        requests++;
+      }
+      if (requests === 0) return;
+      progress.acked = true;
+      const now = Date.now();
+      for (const s of done) this.latency.add(now - s.firstMs, s.count);
+      this.stats.records_acked += records;
+      this.stats.last_ack_time = new Date(now).toISOString();
+      this.stats.inflight_requests -= requests;
+      this.spool.ack(done).catch((e) =>
+        this.onEvent({ kind: "error", message: `spool delete failed: ${e}` })
+      );
+      this.onEvent({ kind: "acked", records, requests });
+    };
+    const call = this.channel.call(EPHEMERAL_STREAM_PATH, {
+      authorization: `Bearer ${token}`,
+      "x-databricks-zerobus-table-name": this.#fullName,
+      "x-zerobus-sdk": this.opts.sdkName ?? "otedge/0.1",
+    }, {
+      onMessage: (buf) => {
+        const r = decodeResponse(buf);
+        if (r.kind === "created") st.streamId = r.streamId || "(empty)";
+        else if (r.kind === "ack") onAck(r.upTo);
+        else if (r.kind === "close") {
+          this.stats.close_signals++;
+          st.closingUntil = Date.now() + Math.min(r.durationMs, 30_000);
+        }
+        this.#wakeAll();
+      },
+      onStatus: (s) => {
+        st.ended = s;
+        this.#wakeAll();
+      },
+    });
+    this.#calls.add(call);
+    const failure = (): StreamError | undefined => {
+      const s = st.ended;
+      if (!s) return undefined;
+      if (s.code === Code.OK) {
+        return inflight.length > 0 || !st.streamId
+          ? new StreamError(
+            "the server ended the stream with requests unacknowledged",
+            true,
+            s.code,
+          )
+          : undefined;
+      }
+      return new StreamError(`stream failed: ${describe(s)}`, !NOT_RETRYABLE.has(s.code), s.code);
+    };
     try {
       call.write(encodeCreateStream(this.#fullName, this.opts.recordType));
-      const timeout = setTimeout(() => created(""), 30_000);
-      const streamId = await createdP;
-      clearTimeout(timeout);
-      const early = outcome();
-      if (early instanceof StreamError) throw early;
-      if (!streamId) {
-        throw new StreamError(
-          early
-            ? "stream ended before create_stream was answered"
-            : "no answer to create_stream within 30 s",
-          true,
-        );
+      const createDeadline = Date.now() + 30_000;
+      while (!st.streamId) {
+        const f = failure() ??
+          (st.ended
+            ? new StreamError("stream ended before create_stream was answered", true)
+            : undefined);
+        if (f) throw f;
+        if (Date.now() > createDeadline) {
+          throw new StreamError("no answer to create_stream within 30 s", true);
+        }
+        await this.#pause(100);
       }
-      this.#streamIds.set(index, streamId);
+      this.#streamIds.set(index, st.streamId);
       this.stats.stream_ids = [...this.#streamIds.values()];
       this.stats.state = "streaming";
-
+      let offset = 0;
       while (true) {
-        const end = outcome();
-        if (end instanceof StreamError) throw end;
-        if (end === "ok") {
-          if (inflight.length > 0) {
-            throw new StreamError("server ended the stream with requests unacked", true);
-          }
-          return acked;
-        }
-        const draining = this.#stopped || closing !== undefined;
-        if (draining) {
-          if (inflight.length === 0 || (closing !== undefined && Date.now() > closing)) break;
-          await this.#waitEvent((w) => (wake = w), 100);
+        const f = failure();
+        if (f) throw f;
+        if (st.ended) return; // OK with nothing outstanding
+        if (this.#stopped || st.closingUntil !== undefined) {
+          // Draining: send nothing more, wait for the outstanding acks.
+          if (
+            inflight.length === 0 || (st.closingUntil !== undefined && Date.now() > st.closingUntil)
+          ) break;
+          await this.#pause(100);
           continue;
         }
-        if (inflight.length > 0 && Date.now() - lastAck > this.opts.ackTimeoutMs) {
+        if (inflight.length > 0 && Date.now() - st.lastAck > this.opts.ackTimeoutMs) {
           throw new StreamError(`no durability ack for ${this.opts.ackTimeoutMs / 1000} s`, true);
         }
         if (inflight.length >= this.opts.maxInflight) {
-          await this.#waitEvent((w) => (wake = w), 100);
+          await this.#pause(100);
           continue;
         }
         const segs = await this.#lane.take(this.opts.maxRecords, this.opts.maxBytes);
         if (segs.length === 0) {
-          await Promise.race([
-            this.#lane.waitForData(200),
-            this.#waitEvent((w) => (wake = w), 200),
-          ]);
+          await Promise.race([this.#lane.waitForData(200), this.#pause(200)]);
           continue;
         }
         let records = 0;
         for (const s of segs) records += s.count;
-        if (inflight.length === 0) lastAck = Date.now();
+        if (inflight.length === 0) st.lastAck = Date.now();
         inflight.push({ offset, segments: segs, records });
         this.stats.inflight_requests++;
+        this.stats.requests_sent++;
+        this.stats.records_sent += records;
         const ok = call.write(
           encodeBatchRequest(offset++, this.opts.recordType, segs.map((s) => s.rows)),
         );
-        this.stats.requests_sent++;
-        this.stats.records_sent += records;
-        if (!ok) {
-          // Wait for the transport to drain (or for an ack, close or failure).
-          await new Promise<void>((resolve) => {
-            const done = () => {
-              call.off("drain", done);
-              resolve();
-            };
-            call.once("drain", done);
-            wake = done;
-          });
-        }
+        if (!ok) await Promise.race([call.drained(), this.#pause(1000)]);
       }
       call.end();
-      // Wait briefly for the server to finish the call; unacked data goes back.
-      await this.#waitEvent((w) => (wake = w), 2000, () => ended !== undefined);
-      giveBack();
-      return acked;
+      // Give the server a moment to finish the call cleanly.
+      const until = Date.now() + 2000;
+      while (!st.ended && Date.now() < until) await this.#pause(100);
     } catch (e) {
       call.cancel();
-      giveBack();
       throw e;
     } finally {
       this.#calls.delete(call);
+      const segs = inflight.flatMap((f) => f.segments);
+      this.stats.inflight_requests -= inflight.length;
+      inflight.length = 0;
+      this.#lane.putBack(segs);
       this.#streamIds.delete(index);
       this.stats.stream_ids = [...this.#streamIds.values()];
     }
-  }
-
-  #waitEvent(setWake: (w: () => void) => void, ms: number, until?: () => boolean): Promise<void> {
-    if (until?.()) return Promise.resolve();
-    return new Promise((resolve) => {
-      const done = () => {
-        clearTimeout(t);
-        if (!until || until()) resolve();
-        else setWake(done);
-      };
-      const t = setTimeout(() => resolve(), ms);
-      setWake(done);
-      this.#wakeStop.push(done);
-    });
-  }
-}
-
-function hint(code: number): string {
-  switch (code) {
-    case grpc.status.UNAUTHENTICATED:
-      return " (the token was refused: check zerobus.auth)";
-    case grpc.status.PERMISSION_DENIED:
-      return " (grant the service principal MODIFY and SELECT on the table)";
-    case grpc.status.NOT_FOUND:
-    case grpc.status.INVALID_ARGUMENT:
-      return " (check that the target table exists and matches the record schema: see `otedge schema`)";
-    case grpc.status.UNAVAILABLE:
-      return " (the server is unavailable; the agent retries)";
-    default:
-      return "";
   }
 }

@@ -2,8 +2,9 @@
  * The Zerobus sink: one gRPC channel per endpoint, and per target table a
  * token provider and a sender reading that table's spool lane.
  */
-import * as grpc from "@grpc/grpc-js";
 import type { Spool } from "../../spool/spool.ts";
+import type { GrpcChannel } from "./channel.ts";
+import { grpcJsChannel } from "./grpcjs_channel.ts";
 import { type BreakerState, type SenderOptions, type SenderStats, TargetSender } from "./sender.ts";
 import { type TableRef, TokenProvider, workspaceIdOf } from "./token.ts";
 import type { RecordTypeName } from "./wire.ts";
@@ -26,17 +27,6 @@ export interface SinkOptions {
   fatalRetryMs?: number;
 }
 
-/** The gRPC address and credentials for a Zerobus endpoint URL (http = plaintext h2c). */
-export function channelFor(endpoint: string): { address: string; creds: grpc.ChannelCredentials } {
-  const url = new URL(endpoint.includes("://") ? endpoint : `https://${endpoint}`);
-  const tls = url.protocol === "https:";
-  const port = url.port || (tls ? "443" : "80");
-  return {
-    address: `${url.hostname}:${port}`,
-    creds: tls ? grpc.credentials.createSsl() : grpc.credentials.createInsecure(),
-  };
-}
-
 /** Event from a sender, for metrics and logs. */
 export type SinkEvent =
   | { kind: "acked"; target: string; records: number; requests: number }
@@ -45,20 +35,14 @@ export type SinkEvent =
 /** Streams every target's spool lane into Zerobus. */
 export class ZerobusSink {
   readonly senders = new Map<string, TargetSender>();
-  #client: grpc.Client;
+  #channel: GrpcChannel;
 
   constructor(
     private readonly opts: SinkOptions,
     private readonly spool: Spool,
     private readonly onEvent: (e: SinkEvent) => void = () => {},
   ) {
-    const { address, creds } = channelFor(opts.endpoint);
-    this.#client = new grpc.Client(address, creds, {
-      "grpc.max_send_message_length": 16 * 1024 * 1024,
-      "grpc.max_receive_message_length": 16 * 1024 * 1024,
-      "grpc.keepalive_time_ms": 30_000,
-      "grpc.keepalive_timeout_ms": 10_000,
-    });
+    this.#channel = grpcJsChannel(opts.endpoint);
   }
 
   /** Starts (once) the sender of a target lane. `key` is the lane name (the table's full name). */
@@ -87,7 +71,7 @@ export class ZerobusSink {
       fatalRetryMs: o.fatalRetryMs,
     };
     s = new TargetSender(
-      this.#client,
+      this.#channel,
       this.spool,
       key,
       tokens,
@@ -102,7 +86,7 @@ export class ZerobusSink {
   /** Stops every sender (waiting up to `graceMs` for acks) and closes the channel. */
   async stop(graceMs = 5000): Promise<void> {
     await Promise.all([...this.senders.values()].map((s) => s.stop(graceMs)));
-    this.#client.close();
+    this.#channel.close();
   }
 
   /** True when every target has a live stream. */
