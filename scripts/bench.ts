@@ -7,7 +7,7 @@
  *    spool and the Zerobus client into the same stand-in (agent in its own
  *    process; records/s from its acked counter, peak RSS from /proc).
  * 3. latency: the same at 10,000 records/s; p50/p99 from append to durable ack.
- * 4. normalization alone, on one core.
+ * 4. normalization alone (reading to JSON row, as a source Worker does it), one core.
  *
  * Prints progress on stderr and one final JSON line on stdout. Never asserts.
  */
@@ -186,10 +186,11 @@ function normalizationRate(): number {
   const next = createGeneratorModel({ tags: TAGS, recordsPerS: 0, models: ["sine", "ramp", "random_walk", "step"], prefix: "tag" });
   const readings = Array.from({ length: 10_000 }, () => next(Date.now() * 1000));
   const src = { name: "bench", protocol: "generator", endpoint: "generator://bench", context: { site: "Columbus", area: "Press Shop", line: "Line-3", equipment: "Press 1" } };
+  const id = recordIdFactory();
   let n = 0;
   const t0 = performance.now();
   while (performance.now() - t0 < 2000) {
-    for (const r of readings) normalize(src, r, 1);
+    for (const r of readings) normalize.row(src, r, 1, id());
     n += readings.length;
   }
   return n / ((performance.now() - t0) / 1000);
