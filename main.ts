@@ -16,7 +16,8 @@ import { openResolverFor } from "./src/run.ts";
 
 const VERSION = denoJson.version;
 
-const HELP = `otedge ${VERSION}: reads OT data (OPC-UA, MQTT, Sparkplug B, Modbus), normalizes it to ISA-95
+const HELP =
+  `otedge ${VERSION}: reads OT data (OPC-UA, MQTT, Sparkplug B, Modbus), normalizes it to ISA-95
 tag paths, keeps it in a durable spool and streams it into Databricks Delta tables via Zerobus.
 
 Usage: otedge <command> [options]
@@ -71,7 +72,11 @@ async function validateConfig(args: string[]): Promise<number> {
   }
   const c = res.config;
   console.log(`ok: ${file}`);
-  console.log(`  sources: ${c.sources.length} (${c.sources.map((s) => `${s.name}:${s.protocol}`).join(", ") || "none"})`);
+  console.log(
+    `  sources: ${c.sources.length} (${
+      c.sources.map((s) => `${s.name}:${s.protocol}`).join(", ") || "none"
+    })`,
+  );
   console.log(`  zerobus: ${c.zerobus.enabled ? "enabled" : "disabled"}`);
   console.log(`  data_dir: ${c.connector.data_dir}, http: ${c.http.host}:${c.http.port}`);
   return 0;

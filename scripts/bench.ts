@@ -14,14 +14,24 @@
 import * as grpc from "@grpc/grpc-js";
 import { parseArgs } from "node:util";
 import { spawnSelf } from "../src/self.ts";
-import { appendRow, decodeResponse, encodeBatchRequest, encodeCreateStream, EPHEMERAL_STREAM_PATH } from "../src/sinks/zerobus/wire.ts";
+import {
+  appendRow,
+  decodeResponse,
+  encodeBatchRequest,
+  encodeCreateStream,
+  EPHEMERAL_STREAM_PATH,
+} from "../src/sinks/zerobus/wire.ts";
 import { createNormalizer } from "../src/normalize/normalize.ts";
 import { createGeneratorModel } from "../src/sources/generator/models.ts";
 import { recordIdFactory } from "../src/record.ts";
 
 const { values } = parseArgs({
   args: Deno.args,
-  options: { duration: { type: "string" }, "latency-duration": { type: "string" }, tags: { type: "string" } },
+  options: {
+    duration: { type: "string" },
+    "latency-duration": { type: "string" },
+    tags: { type: "string" },
+  },
 });
 const DURATION_S = Number(values.duration ?? 20);
 const LATENCY_S = Number(values["latency-duration"] ?? 15);
@@ -42,9 +52,19 @@ function sampleRows(n: number): string[] {
     path_template: "{site}/{area}/{line}/{equipment}/{signal_type}/{tag_name}",
     missing_placeholder: "unassigned",
   });
-  const next = createGeneratorModel({ tags: TAGS, recordsPerS: 0, models: ["sine", "ramp", "random_walk", "step"], prefix: "tag" });
+  const next = createGeneratorModel({
+    tags: TAGS,
+    recordsPerS: 0,
+    models: ["sine", "ramp", "random_walk", "step"],
+    prefix: "tag",
+  });
   const id = recordIdFactory();
-  const src = { name: "bench", protocol: "generator", endpoint: "generator://bench", context: { site: "s", area: "a", line: "l", equipment: "e" } };
+  const src = {
+    name: "bench",
+    protocol: "generator",
+    endpoint: "generator://bench",
+    context: { site: "s", area: "a", line: "l", equipment: "e" },
+  };
   return Array.from({ length: n }, () => {
     const now = Date.now() * 1000;
     return JSON.stringify({ record_id: id(), ...normalize(src, next(now), now) });
@@ -54,12 +74,20 @@ function sampleRows(n: number): string[] {
 async function token(workspaceUrl: string): Promise<string> {
   const res = await fetch(`${workspaceUrl}/oidc/v1/token`, {
     method: "POST",
-    headers: { authorization: `Basic ${btoa("local-client:local-secret")}`, "content-type": "application/x-www-form-urlencoded" },
+    headers: {
+      authorization: `Basic ${btoa("local-client:local-secret")}`,
+      "content-type": "application/x-www-form-urlencoded",
+    },
     body: new URLSearchParams({
       grant_type: "client_credentials",
       scope: "all-apis",
       resource: "api://databricks/workspaces/127/zerobusDirectWriteApi",
-      authorization_details: JSON.stringify([{ type: "unity_catalog_privileges", privileges: ["SELECT", "MODIFY"], object_type: "TABLE", object_full_path: "bench.limit.rows" }]),
+      authorization_details: JSON.stringify([{
+        type: "unity_catalog_privileges",
+        privileges: ["SELECT", "MODIFY"],
+        object_type: "TABLE",
+        object_full_path: "bench.limit.rows",
+      }]),
     }),
   });
   const body = await res.json();
@@ -68,19 +96,32 @@ async function token(workspaceUrl: string): Promise<string> {
 }
 
 /** Bare client: pre-built batches, window of 64 requests, for `seconds`. */
-async function measureLimit(endpoint: string, workspaceUrl: string, seconds: number): Promise<number> {
+async function measureLimit(
+  endpoint: string,
+  workspaceUrl: string,
+  seconds: number,
+): Promise<number> {
   const rows = sampleRows(1000);
   const seg = new Uint8Array(2_000_000);
   let off = 0;
   for (const r of rows) off = appendRow(seg, off, r);
   const batch = seg.slice(0, off);
-  const client = new grpc.Client(endpoint.replace(/^http:\/\//, ""), grpc.credentials.createInsecure(), {
-    "grpc.max_send_message_length": 16 * 1024 * 1024,
-  });
+  const client = new grpc.Client(
+    endpoint.replace(/^http:\/\//, ""),
+    grpc.credentials.createInsecure(),
+    {
+      "grpc.max_send_message_length": 16 * 1024 * 1024,
+    },
+  );
   const md = new grpc.Metadata();
   md.set("authorization", `Bearer ${await token(workspaceUrl)}`);
   md.set("x-databricks-zerobus-table-name", "bench.limit.rows");
-  const call = client.makeBidiStreamRequest<Uint8Array, Buffer>(EPHEMERAL_STREAM_PATH, (b) => Buffer.from(b), (b) => b, md);
+  const call = client.makeBidiStreamRequest<Uint8Array, Buffer>(
+    EPHEMERAL_STREAM_PATH,
+    (b) => Buffer.from(b),
+    (b) => b,
+    md,
+  );
   let acked = -1;
   let sent = 0;
   let wake = () => {};
@@ -109,7 +150,9 @@ async function measureLimit(endpoint: string, workspaceUrl: string, seconds: num
       await new Promise<void>((r) => (wake = r));
       continue;
     }
-    if (!call.write(encodeBatchRequest(sent++, "json", [batch]))) await new Promise((r) => call.once("drain", r));
+    if (!call.write(encodeBatchRequest(sent++, "json", [batch]))) {
+      await new Promise((r) => call.once("drain", r));
+    }
   }
   const rate = ((acked - startAcked) * 1000) / ((performance.now() - t0) / 1000);
   call.cancel();
@@ -136,10 +179,17 @@ function cpuSeconds(pid: number): number {
   }
 }
 
-async function runAgent(standIn: { endpoint: string; workspace_url: string }, dataDir: string, recordsPerS: number, seconds: number) {
+async function runAgent(
+  standIn: { endpoint: string; workspace_url: string },
+  dataDir: string,
+  recordsPerS: number,
+  seconds: number,
+) {
   const port = freePort();
   const cfg = `${dataDir}.yaml`;
-  await Deno.writeTextFile(cfg, `connector: { name: bench, data_dir: ${JSON.stringify(dataDir)}, log_level: warning }
+  await Deno.writeTextFile(
+    cfg,
+    `connector: { name: bench, data_dir: ${JSON.stringify(dataDir)}, log_level: warning }
 http: { host: 127.0.0.1, port: ${port} }
 sources:
   - { name: gen, protocol: generator, site: s, area: a, line: l, equipment: e, tags: ${TAGS}, records_per_s: ${recordsPerS} }
@@ -150,7 +200,8 @@ zerobus:
   default_target: { catalog: bench, schema: agent, table: rows_${recordsPerS} }
   auth: { client_id: local-client, client_secret: local-secret }
 backpressure: { disk_spool: { max_size_mb: 4000 } }
-`);
+`,
+  );
   const agent = await spawnSelf(["run", "--config", cfg], "ready");
   const metrics = async () => await (await fetch(`http://127.0.0.1:${port}/api/metrics`)).json();
   try {
@@ -162,7 +213,10 @@ backpressure: { disk_spool: { max_size_mb: 4000 } }
     const m1 = await metrics();
     const dt = (performance.now() - t0) / 1000;
     const c1 = cpuSeconds(agent.pid);
-    const target = Object.values(m1.zerobus_targets)[0] as { p50_latency_ms: number; p99_latency_ms: number };
+    const target = Object.values(m1.zerobus_targets)[0] as {
+      p50_latency_ms: number;
+      p99_latency_ms: number;
+    };
     return {
       acked_per_s: (m1.bridge.records_acked - m0.bridge.records_acked) / dt,
       spooled_per_s: (m1.bridge.records_enqueued - m0.bridge.records_enqueued) / dt,
@@ -183,9 +237,19 @@ function normalizationRate(): number {
     path_template: "{site}/{area}/{line}/{equipment}/{signal_type}/{tag_name}",
     missing_placeholder: "unassigned",
   });
-  const next = createGeneratorModel({ tags: TAGS, recordsPerS: 0, models: ["sine", "ramp", "random_walk", "step"], prefix: "tag" });
+  const next = createGeneratorModel({
+    tags: TAGS,
+    recordsPerS: 0,
+    models: ["sine", "ramp", "random_walk", "step"],
+    prefix: "tag",
+  });
   const readings = Array.from({ length: 10_000 }, () => next(Date.now() * 1000));
-  const src = { name: "bench", protocol: "generator", endpoint: "generator://bench", context: { site: "Columbus", area: "Press Shop", line: "Line-3", equipment: "Press 1" } };
+  const src = {
+    name: "bench",
+    protocol: "generator",
+    endpoint: "generator://bench",
+    context: { site: "Columbus", area: "Press Shop", line: "Line-3", equipment: "Press 1" },
+  };
   const id = recordIdFactory();
   let n = 0;
   const t0 = performance.now();
@@ -197,16 +261,30 @@ function normalizationRate(): number {
 }
 
 const root = await Deno.makeTempDir({ prefix: "otedge-bench-" });
-const standIn = await spawnSelf(["zerobus-local", "--port", "0", "--http-port", "0", "--data-dir", `${root}/standin`], "ready");
+const standIn = await spawnSelf([
+  "zerobus-local",
+  "--port",
+  "0",
+  "--http-port",
+  "0",
+  "--data-dir",
+  `${root}/standin`,
+], "ready");
 const si = standIn.ready as { endpoint: string; workspace_url: string };
 try {
-  log(`machine: ${navigator.hardwareConcurrency} cores, ${Deno.build.os}/${Deno.build.arch}, deno ${Deno.version.deno}`);
+  log(
+    `machine: ${navigator.hardwareConcurrency} cores, ${Deno.build.os}/${Deno.build.arch}, deno ${Deno.version.deno}`,
+  );
   log(`limit: bare client, pre-built 1000-row batches, ${DURATION_S} s`);
   const limit = await measureLimit(si.endpoint, si.workspace_url, DURATION_S);
   log(`limit: ${Math.round(limit)} records/s`);
   log(`agent: generator at full speed, ${TAGS} tags, spool on, ${DURATION_S} s`);
   const full = await runAgent(si, `${root}/agent_full`, 0, DURATION_S);
-  log(`agent: ${Math.round(full.acked_per_s)} records/s acked, ${Math.round(full.spooled_per_s)} spooled, peak RSS ${full.rss} MB, cpu ${full.cpu_share.toFixed(2)} cores`);
+  log(
+    `agent: ${Math.round(full.acked_per_s)} records/s acked, ${
+      Math.round(full.spooled_per_s)
+    } spooled, peak RSS ${full.rss} MB, cpu ${full.cpu_share.toFixed(2)} cores`,
+  );
   log(`latency: generator at 10,000 records/s, ${LATENCY_S} s`);
   const lat = await runAgent(si, `${root}/agent_10k`, 10_000, LATENCY_S);
   log(`latency: p50 ${lat.p50} ms, p99 ${lat.p99} ms, cpu ${lat.cpu_share.toFixed(2)} cores`);

@@ -42,7 +42,12 @@ if (dryRun) {
   console.log(`build inputs ok: ${includes.length} included files`);
   Deno.exit(0);
 }
-const { code } = await new Deno.Command(Deno.execPath(), { args, cwd: root, stdout: "inherit", stderr: "inherit" })
+const { code } = await new Deno.Command(Deno.execPath(), {
+  args,
+  cwd: root,
+  stdout: "inherit",
+  stderr: "inherit",
+})
   .output();
 if (code !== 0) {
   console.error(

@@ -19,7 +19,11 @@ export async function assertRejects(fn: () => unknown, includes?: string): Promi
   } catch (e) {
     const err = e as Error;
     if (includes && !String(err?.message).includes(includes)) {
-      throw new Error(`expected error containing ${JSON.stringify(includes)}, got ${JSON.stringify(err?.message)}`);
+      throw new Error(
+        `expected error containing ${JSON.stringify(includes)}, got ${
+          JSON.stringify(err?.message)
+        }`,
+      );
     }
     return err;
   }

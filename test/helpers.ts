@@ -10,7 +10,11 @@ export function freePort(): number {
 }
 
 /** Polls `fn` until it returns a truthy value or `timeoutMs` passes (then throws with `what`). */
-export async function waitFor<T>(fn: () => Promise<T> | T, what: string, timeoutMs = 30_000): Promise<T> {
+export async function waitFor<T>(
+  fn: () => Promise<T> | T,
+  what: string,
+  timeoutMs = 30_000,
+): Promise<T> {
   const deadline = Date.now() + timeoutMs;
   let last: unknown;
   while (Date.now() < deadline) {
@@ -41,7 +45,13 @@ export async function startStandIn(dataDir: string, extraArgs: string[] = []): P
     "ready",
   );
   const r = proc.ready as { endpoint: string; workspace_url: string };
-  return { proc, endpoint: r.endpoint, workspaceUrl: r.workspace_url, dataDir, stop: () => proc.stop() };
+  return {
+    proc,
+    endpoint: r.endpoint,
+    workspaceUrl: r.workspace_url,
+    dataDir,
+    stop: () => proc.stop(),
+  };
 }
 
 /** Rows the stand-in wrote, per table, parsed. */

@@ -46,7 +46,9 @@ Deno.test("normalize: signal type from unit, then tag name words, else value", (
     [undefined, "running_status", "status"],
     [undefined, "setpoint_7", "value"],
   ];
-  for (const [unit, name, want] of cases) assertEquals(inferSignalType(unit, name), want, `${unit} ${name}`);
+  for (const [unit, name, want] of cases) {
+    assertEquals(inferSignalType(unit, name), want, `${unit} ${name}`);
+  }
 });
 
 Deno.test("normalize: quality by protocol rules and the configured table", () => {
@@ -63,8 +65,18 @@ Deno.test("normalize: quality by protocol rules and the configured table", () =>
 Deno.test("normalize: value typing", () => {
   assertEquals(typeValue(12.5).value_type, "float");
   assertEquals(typeValue(12).value_type, "int");
-  assertEquals(typeValue(NaN), { value_num: null, value_str: "NaN", value_bool: null, value_type: "float" });
-  assertEquals(typeValue(true), { value_num: 1, value_str: null, value_bool: true, value_type: "bool" });
+  assertEquals(typeValue(NaN), {
+    value_num: null,
+    value_str: "NaN",
+    value_bool: null,
+    value_type: "float",
+  });
+  assertEquals(typeValue(true), {
+    value_num: 1,
+    value_str: null,
+    value_bool: true,
+    value_type: "bool",
+  });
   assertEquals(typeValue(2n ** 63n - 1n).value_str, "9223372036854775807");
   assertEquals(typeValue("42").value_type, "string");
   assertEquals(typeValue("9007199254740993", "int").value_str, "9007199254740993");
@@ -76,10 +88,34 @@ Deno.test("normalize: value typing", () => {
 Deno.test("normalize: record object and JSON row agree, with escaping", () => {
   const n = createNormalizer(settings);
   const readings: Reading[] = [
-    { address: "ns=2;s=Line3.Press1.Temp", tag_name: "Temp \"A\"", value: 71.25, quality_code: 0, unit: "°C", event_time: 1_700_000_000_000_000 },
-    { address: "ns=2;s=Line3.Press1.Mode", tag_name: "Mode", value: "AUTO\n\\ok", quality_code: 0x40000000 },
-    { address: "ns=2;s=x", tag_name: "Flag", value: false, quality_code: 0x80000000, metadata: { browse: "Objects/A/B" } },
-    { address: "ns=2;s=y", tag_name: "Nothing", value: null, quality_code: 0, context: { equipment: "Press 2" } },
+    {
+      address: "ns=2;s=Line3.Press1.Temp",
+      tag_name: 'Temp "A"',
+      value: 71.25,
+      quality_code: 0,
+      unit: "°C",
+      event_time: 1_700_000_000_000_000,
+    },
+    {
+      address: "ns=2;s=Line3.Press1.Mode",
+      tag_name: "Mode",
+      value: "AUTO\n\\ok",
+      quality_code: 0x40000000,
+    },
+    {
+      address: "ns=2;s=x",
+      tag_name: "Flag",
+      value: false,
+      quality_code: 0x80000000,
+      metadata: { browse: "Objects/A/B" },
+    },
+    {
+      address: "ns=2;s=y",
+      tag_name: "Nothing",
+      value: null,
+      quality_code: 0,
+      context: { equipment: "Press 2" },
+    },
   ];
   for (const r of readings) {
     const rec = n(source, r, 5);
@@ -113,5 +149,8 @@ Deno.test("normalize: a tag whose unit changes is recomputed, not served stale f
 
 Deno.test("normalize: disabled normalization passes the raw address as the path", () => {
   const n = createNormalizer({ ...settings, enabled: false });
-  assertEquals(n(source, { address: "ns=2;s=A.B", tag_name: "B", value: 1, quality_code: 0 }, 1).tag_path, "ns=2;s=A.B");
+  assertEquals(
+    n(source, { address: "ns=2;s=A.B", tag_name: "B", value: 1, quality_code: 0 }, 1).tag_path,
+    "ns=2;s=A.B",
+  );
 });

@@ -37,7 +37,11 @@ async function runUntilDelivered(yaml: string, dataDir: string, expected: number
   if (!res.ok) throw new Error(res.errors.join("\n"));
   const running = await startAgent(res.config, quiet, fastRetry);
   try {
-    await waitFor(async () => distinctIds(await readTables(dataDir)).size >= expected, `${expected} records`, 60_000);
+    await waitFor(
+      async () => distinctIds(await readTables(dataDir)).size >= expected,
+      `${expected} records`,
+      60_000,
+    );
     const status = running.agent.status();
     const metrics = running.agent.metrics();
     const prom = await (await fetch(`${running.url}/metrics`)).text();
@@ -73,11 +77,18 @@ Deno.test("pipeline: every record of three sources arrives once, in its own tabl
     for (const [table, rows] of tables) {
       const sources = new Set(rows.map((r) => r.source_name));
       assertEquals([...sources], [expected[table]], `${table} holds only ${expected[table]}`);
-      assertEquals(new Set(rows.map((r) => r.record_id)).size, 4000, `${table} has all 4000 records`);
+      assertEquals(
+        new Set(rows.map((r) => r.record_id)).size,
+        4000,
+        `${table} has all 4000 records`,
+      );
       assertEquals(seqHoles(rows), []);
     }
     const sample = tables.get("main.iot_data.sensor_readings")![0];
-    assert(/^columbus\/press_shop\/line_3\/press_1\/[a-z]+\/tag_\d{4}$/.test(sample.tag_path as string), `path ${sample.tag_path}`);
+    assert(
+      /^columbus\/press_shop\/line_3\/press_1\/[a-z]+\/tag_\d{4}$/.test(sample.tag_path as string),
+      `path ${sample.tag_path}`,
+    );
     assertEquals(sample.quality, "good");
     assertEquals(typeof sample.event_time, "number");
     assert(/^[0-9a-f]{32}$/.test(sample.record_id as string));

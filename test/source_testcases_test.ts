@@ -58,8 +58,11 @@ for await (const proto of Deno.readDir(sourcesDir)) {
         const res = loadConfigText(yaml, { env: {} });
         assert(!res.ok, "config must be rejected");
         const errors = res.errors.join("\n");
-        const lines = (await Deno.readTextFile(new URL("expected_error.txt", dir))).split("\n").filter((l) => l);
-        for (const line of lines) assert(errors.includes(line), `missing error '${line}' in:\n${errors}`);
+        const lines = (await Deno.readTextFile(new URL("expected_error.txt", dir))).split("\n")
+          .filter((l) => l);
+        for (const line of lines) {
+          assert(errors.includes(line), `missing error '${line}' in:\n${errors}`);
+        }
         return;
       }
       const expected = (await Deno.readTextFile(new URL("expected.jsonl", dir))).split("\n")

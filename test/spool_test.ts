@@ -17,7 +17,10 @@ async function tempSpool(extra: Partial<Parameters<typeof Spool.open>[0]> = {}) 
 
 Deno.test("spool: appended rows come out of the lane in order, framed for the wire", async () => {
   const { dir, spool } = await tempSpool({ maxRowsPerSegment: 100 });
-  const rows = Array.from({ length: 1000 }, (_, i) => JSON.stringify({ i, text: "température °C ✓" }));
+  const rows = Array.from(
+    { length: 1000 },
+    (_, i) => JSON.stringify({ i, text: "température °C ✓" }),
+  );
   await spool.append("t1", rows.slice(0, 500));
   await spool.append("t1", rows.slice(500));
   assertEquals(spool.totalRecords, 1000);
@@ -35,7 +38,7 @@ Deno.test("spool: unacknowledged segments survive a reopen and are read back in 
   const { dir, path, spool } = await tempSpool();
   const rows = Array.from({ length: 3000 }, (_, i) => JSON.stringify({ i, pad: "x".repeat(200) }));
   await spool.append("a.b.c", rows);
-  await spool.append("x.y.z", ["{\"other\":1}"]);
+  await spool.append("x.y.z", ['{"other":1}']);
   const first = await spool.lane("a.b.c").take(1000, 10_000_000);
   await spool.ack(first); // the first rows were delivered
   const delivered = rowsOf(first).length;
@@ -53,7 +56,7 @@ Deno.test("spool: unacknowledged segments survive a reopen and are read back in 
     await again.ack(segs);
   }
   assertEquals(back, rows.slice(delivered));
-  assertEquals(rowsOf(await again.lane("x.y.z").take(10, 1_000_000)), ["{\"other\":1}"]);
+  assertEquals(rowsOf(await again.lane("x.y.z").take(10, 1_000_000)), ['{"other":1}']);
   await again.close();
   await Deno.remove(dir, { recursive: true });
 });
@@ -131,7 +134,10 @@ Deno.test("spool: a corrupt spool file is moved aside, kept, and a new spool sta
   await Deno.writeTextFile(path, "this is not a database ".repeat(200));
   const spool = await Spool.open({ path, maxBytes: 1e9, maxRecords: 1e9 });
   assert(spool.recoveredFrom?.startsWith(`${path}.corrupt-`));
-  assertEquals((await Deno.readTextFile(spool.recoveredFrom!)).slice(0, 23), "this is not a database ");
+  assertEquals(
+    (await Deno.readTextFile(spool.recoveredFrom!)).slice(0, 23),
+    "this is not a database ",
+  );
   await spool.append("t", ["{}"]);
   assertEquals(spool.totalRecords, 1);
   await spool.close();
