@@ -14,13 +14,13 @@ export async function waitFor<T>(
   fn: () => Promise<T> | T,
   what: string,
   timeoutMs = 30_000,
-): Promise<T> {
+): Promise<Exclude<T, undefined | null | false>> {
   const deadline = Date.now() + timeoutMs;
   let last: unknown;
   while (Date.now() < deadline) {
     try {
       const v = await fn();
-      if (v) return v;
+      if (v) return v as Exclude<T, undefined | null | false>;
     } catch (e) {
       last = e;
     }

@@ -49,6 +49,8 @@ export interface HostSettings {
   normalization: NormalizeSettings;
   /** Rows per batch at most (the sink's batch size). */
   maxRows: number;
+  /** Worker module of a protocol; defaults to the source catalog (tests plug in their own). */
+  workerUrl?: (protocol: string) => URL | undefined;
 }
 
 /** Where a Worker's dead letters go. */
@@ -115,7 +117,7 @@ export class SourceHost {
   }
 
   #spawn(slot: Slot): void {
-    const url = workerUrlOf(slot.config.protocol);
+    const url = (this.settings.workerUrl ?? workerUrlOf)(slot.config.protocol);
     if (!url) {
       this.#fail(
         slot,

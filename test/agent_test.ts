@@ -1,0 +1,88 @@
+/** Agent-level behaviour without a sink: spool caps and the full-spool policies. */
+import { assert, assertEquals } from "./assert.ts";
+import { freePort, waitFor } from "./helpers.ts";
+import { loadConfigText } from "../src/config/load.ts";
+import { createLogger } from "../src/log.ts";
+import { startAgent } from "../src/run.ts";
+import { WORKER_MAX_INFLIGHT } from "../src/sources/host.ts";
+
+const quiet = createLogger("error", "test", () => {});
+
+function config(dir: string, onFull: string): string {
+  return `connector: { data_dir: ${JSON.stringify(dir)} }
+http: { port: ${freePort()} }
+sources:
+  - { name: fast, protocol: generator, tags: 10, records_per_s: 20000, site: s, area: a, line: l, equipment: e }
+zerobus:
+  enabled: false
+  default_target: { catalog: main, schema: iot, table: t }
+backpressure:
+  disk_spool: { max_records: 500 }
+  on_full: ${onFull}
+`;
+}
+
+async function run(onFull: string, check: (m: ReturnType<typeof metricsOf>) => void) {
+  const dir = await Deno.makeTempDir({ prefix: "otedge-agent-" });
+  const res = loadConfigText(config(dir, onFull), { env: {} });
+  if (!res.ok) throw new Error(res.errors.join("\n"));
+  const running = await startAgent(res.config, quiet);
+  try {
+    await waitFor(() => running.agent.spool.isFull(), "a full spool", 20_000);
+    // A blocked source stops once its Worker has used up its credit (WORKER_MAX_INFLIGHT batches).
+    let last = -1;
+    await waitFor(
+      async () => {
+        await new Promise((r) => setTimeout(r, 300));
+        const now = running.agent.bridge.records_received;
+        const stable = now === last;
+        last = now;
+        return stable || onFull !== "block";
+      },
+      "the source to settle",
+      20_000,
+    );
+    const a = metricsOf(await (await fetch(`${running.url}/api/metrics`)).json());
+    await new Promise((r) => setTimeout(r, 500));
+    const b = metricsOf(await (await fetch(`${running.url}/api/metrics`)).json());
+    check({ ...b, growth: b.received - a.received });
+    const health = await fetch(`${running.url}/health`);
+    assertEquals(health.status, 503, "a full spool makes /health degraded");
+    await health.body?.cancel();
+  } finally {
+    await running.stop();
+    await Deno.remove(dir, { recursive: true });
+  }
+}
+
+function metricsOf(m: any) {
+  return {
+    received: m.bridge.records_received as number,
+    enqueued: m.bridge.records_enqueued as number,
+    dropped: m.bridge.records_dropped as number,
+    spool: m.backpressure.spool_records as number,
+    growth: 0,
+  };
+}
+
+Deno.test("agent: on_full drop_newest keeps the cap and counts every dropped record", async () => {
+  await run("drop_newest", (m) => {
+    assert(m.spool <= 600, `cap held (within one batch): ${m.spool}`);
+    assert(m.dropped > 0, "drops counted");
+    assertEquals(
+      m.received,
+      m.enqueued + m.dropped,
+      "every record is either spooled or counted as dropped",
+    );
+    assert(m.growth > 0, "the source keeps running");
+  });
+});
+
+Deno.test("agent: on_full block pauses the source instead of dropping", async () => {
+  await run("block", (m) => {
+    assert(m.spool <= 600, `cap held: ${m.spool}`);
+    assertEquals(m.dropped, 0);
+    assertEquals(m.growth, 0, "no new records once the Worker ran out of credit");
+    assert(m.received <= 600 + WORKER_MAX_INFLIGHT * 100, `bounded: ${m.received}`);
+  });
+});
