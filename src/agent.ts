@@ -106,6 +106,8 @@ export class Agent {
         if (e.kind === "acked") {
           this.bridge.records_acked += e.records;
           this.bridge.batches_sent += e.requests;
+        } else if (e.kind === "dead_letter") {
+          this.bridge.dead_letters += e.records;
         } else {
           this.bridge.reconnections++;
           this.log.warning("zerobus stream problem", { target: e.target, error: e.message });

@@ -24,6 +24,8 @@ Options:
   --close-after N           send CloseStreamSignal after N requests, end the stream OK later
   --close-duration-ms N     duration in the close signal (default 1000)
   --reject-table NAME       fail create_stream for this table (repeatable)
+  --reject-rows-containing TEXT
+                            refuse (INVALID_ARGUMENT) a request holding a JSON row with TEXT
   --transport h2|grpc-js    gRPC server: the built-in HTTP/2 one (default) or grpc-js
   -h, --help                show this help
 
@@ -62,6 +64,7 @@ export async function zerobusLocalCommand(args: string[]): Promise<number> {
         "close-after": { type: "string" },
         "close-duration-ms": { type: "string" },
         "reject-table": { type: "string", multiple: true },
+        "reject-rows-containing": { type: "string" },
         transport: { type: "string" },
       },
     }).values;
@@ -84,6 +87,9 @@ export async function zerobusLocalCommand(args: string[]): Promise<number> {
     faults.close_after = count("close-after", parsed["close-after"]);
     faults.close_duration_ms = count("close-duration-ms", parsed["close-duration-ms"]);
     if (parsed["reject-table"]?.length) faults.reject_tables = parsed["reject-table"];
+    if (parsed["reject-rows-containing"]) {
+      faults.reject_rows_containing = parsed["reject-rows-containing"];
+    }
     if (parsed.transport !== undefined && !["h2", "grpc-js"].includes(parsed.transport)) {
       throw new UsageError(`--transport must be h2 or grpc-js, got ${parsed.transport}`);
     }

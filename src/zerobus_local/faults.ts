@@ -17,6 +17,8 @@ export interface Faults {
   reject_tables?: string[];
   /** Reject every call with UNAUTHENTICATED. */
   unauthenticated?: boolean;
+  /** A JSON row containing this text is refused like a row the table cannot take (INVALID_ARGUMENT). */
+  reject_rows_containing?: string;
 }
 
 /** A fault update: a field set to null clears that fault. */
@@ -44,6 +46,11 @@ export function parseFaultsUpdate(input: unknown): FaultsUpdate {
         throw new Error("reject_tables must be a list of table names or null");
       }
       out.reject_tables = value as string[] | null;
+    } else if (key === "reject_rows_containing") {
+      if (value !== null && !(typeof value === "string" && value !== "")) {
+        throw new Error("reject_rows_containing must be a non-empty string or null");
+      }
+      out.reject_rows_containing = value as string | null;
     } else if (key === "unauthenticated") {
       if (value !== null && typeof value !== "boolean") {
         throw new Error("unauthenticated must be a boolean or null");

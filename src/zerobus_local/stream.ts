@@ -44,13 +44,21 @@ const ERROR_AFTER_ACK_MS = 50;
 const { OK, INVALID_ARGUMENT, UNAUTHENTICATED, UNAVAILABLE, UNIMPLEMENTED } = Status;
 const strictUtf8 = new TextDecoder("utf-8", { fatal: true });
 
-/** Why a JSON row is refused, or null when it is a JSON object. */
-export function jsonRowError(row: Uint8Array): string | null {
+/**
+ * Why a JSON row is refused, or null when it is a JSON object. A row holding
+ * `rejectContaining` is refused as the table would refuse a record it cannot take.
+ */
+export function jsonRowError(row: Uint8Array, rejectContaining?: string): string | null {
   let text: string;
   try {
     text = strictUtf8.decode(row);
   } catch {
     return "not valid UTF-8";
+  }
+  if (rejectContaining !== undefined && text.includes(rejectContaining)) {
+    return `refused by the table schema (injected fault: contains ${
+      JSON.stringify(rejectContaining)
+    })`;
   }
   let value: unknown;
   try {
@@ -217,7 +225,7 @@ export class StreamSession {
     const rows = req.rows;
     if (this.#recordType === "json") {
       for (let i = 0; i < rows.length; i++) {
-        const err = jsonRowError(rows[i]);
+        const err = jsonRowError(rows[i], faults.reject_rows_containing);
         if (err) {
           return this.#fail(
             INVALID_ARGUMENT,

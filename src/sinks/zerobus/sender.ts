@@ -12,11 +12,14 @@ import type { Lane, Segment, Spool } from "../../spool/spool.ts";
 import type { BidiCall, CallStatus, GrpcChannel } from "./channel.ts";
 import { type TableRef, TokenError, type TokenProvider } from "./token.ts";
 import {
+  appendRow,
   decodeResponse,
   encodeBatchRequest,
   encodeCreateStream,
   EPHEMERAL_STREAM_PATH,
   type RecordTypeName,
+  splitRows,
+  varintSize,
 } from "./wire.ts";
 
 /** The gRPC status codes the sender acts on. */
@@ -81,7 +84,13 @@ export type BreakerState = "closed" | "open" | "half_open";
 
 /** A failure of a stream, with whether a plain retry may help. */
 export class StreamError extends Error {
-  constructor(message: string, readonly retryable: boolean, readonly code?: number) {
+  constructor(
+    message: string,
+    readonly retryable: boolean,
+    readonly code?: number,
+    /** The table refused a request and the sender is finding the records it refuses: retry at once. */
+    readonly isolating = false,
+  ) {
     super(message);
   }
 }
@@ -98,6 +107,10 @@ export interface SenderStats {
   inflight_requests: number;
   reconnections: number;
   close_signals: number;
+  /** Records the table refused, moved to the dead-letter store. */
+  dead_lettered: number;
+  /** True while requests go one at a time to find records the table refuses. */
+  isolating: boolean;
   consecutive_failures: number;
   last_error: string | null;
   last_error_time: string | null;
@@ -107,12 +120,39 @@ export interface SenderStats {
 /** Event of a sender, for metrics and logs. */
 export type SenderEvent =
   | { kind: "acked"; records: number; requests: number }
-  | { kind: "error"; message: string };
+  | { kind: "error"; message: string }
+  | { kind: "dead_letter"; records: number };
 
 interface Inflight {
   offset: number;
   segments: Segment[];
   records: number;
+  /** A single row of the isolated segment. */
+  row?: boolean;
+}
+
+/**
+ * After the table refused a request: units go one at a time (a segment, then
+ * the rows of a refused segment) until the refused records are found and
+ * moved to the dead-letter store.
+ */
+interface Isolation {
+  rows?: { segment: Segment; rows: Uint8Array[]; next: number };
+  /** Segments accepted one by one in a row; enough of them end the isolation. */
+  cleanSegments: number;
+  /** Rows refused in a row; too many means the table refuses everything. */
+  refusedRows: number;
+}
+
+/** Clean single segments that end an isolation. */
+const ISOLATION_CLEAN_SEGMENTS = 4;
+/** Refused rows in a row (with none accepted between) that mean "the table refuses everything". */
+const ISOLATION_MAX_REFUSED = 10;
+
+function frameRow(row: Uint8Array): Uint8Array {
+  const out = new Uint8Array(1 + varintSize(row.length) + row.length);
+  appendRow(out, 0, row);
+  return out;
 }
 
 /** Ring buffer of (latency, weight) samples for percentiles. */
@@ -177,6 +217,7 @@ export class TargetSender {
   #loops: Promise<void>[] = [];
   #streamIds = new Map<number, string>();
   #calls = new Set<BidiCall>();
+  #isolation: Isolation | undefined;
   readonly #lane: Lane;
   readonly #fullName: string;
 
@@ -201,6 +242,8 @@ export class TargetSender {
       inflight_requests: 0,
       reconnections: 0,
       close_signals: 0,
+      dead_lettered: 0,
+      isolating: false,
       consecutive_failures: 0,
       last_error: null,
       last_error_time: null,
@@ -256,6 +299,13 @@ export class TargetSender {
         const err = e instanceof StreamError || e instanceof TokenError
           ? e
           : new StreamError(String((e as Error)?.message ?? e), true);
+        this.stats.isolating = this.#isolation !== undefined;
+        if (err instanceof StreamError && err.isolating) {
+          this.stats.last_error = `${this.#fullName}: ${err.message}`;
+          this.stats.last_error_time = new Date().toISOString();
+          await this.#pause(50);
+          continue;
+        }
         if (err instanceof StreamError && err.code === Code.UNAUTHENTICATED) {
           this.tokens.invalidate();
         }
@@ -274,6 +324,134 @@ export class TargetSender {
     }
     this.#streamIds.delete(index);
     this.stats.stream_ids = [...this.#streamIds.values()];
+  }
+
+  /** The next request to send: a batch of segments, or during an isolation one segment or one row. */
+  async #nextUnit(
+    index: number,
+  ): Promise<
+    { segments: Segment[]; body: Uint8Array[]; records: number; row: boolean } | undefined
+  > {
+    const iso = this.#isolation;
+    if (iso && index !== 0) return undefined; // one stream does the isolation
+    if (iso?.rows) {
+      return {
+        segments: [],
+        body: [frameRow(iso.rows.rows[iso.rows.next])],
+        records: 1,
+        row: true,
+      };
+    }
+    const segs = iso
+      ? await this.#lane.take(1, 1)
+      : await this.#lane.take(this.opts.maxRecords, this.opts.maxBytes);
+    if (segs.length === 0) return undefined;
+    let records = 0;
+    for (const s of segs) records += s.count;
+    return { segments: segs, body: segs.map((s) => s.rows), records, row: false };
+  }
+
+  /** Isolation bookkeeping for an acknowledged request. */
+  #isolationAccepted(f: Inflight): void {
+    const iso = this.#isolation;
+    if (!iso) return;
+    iso.refusedRows = 0;
+    if (f.row && iso.rows) {
+      if (++iso.rows.next >= iso.rows.rows.length) this.#finishIsolatedSegment(iso);
+    } else if (!f.row && ++iso.cleanSegments >= ISOLATION_CLEAN_SEGMENTS) {
+      this.#isolation = undefined;
+      this.stats.isolating = false;
+    }
+  }
+
+  #finishIsolatedSegment(iso: Isolation): void {
+    const seg = iso.rows!.segment;
+    iso.rows = undefined;
+    iso.cleanSegments = 0;
+    this.spool.ack([seg]).catch((e) =>
+      this.onEvent({ kind: "error", message: `spool delete failed: ${e}` })
+    );
+  }
+
+  /**
+   * The table refused the request in flight (INVALID_ARGUMENT after the stream
+   * was created). Narrows down to the refused record and dead-letters it; if
+   * the table refuses everything (no record accepted yet, or too many refused
+   * in a row) the data stays in the spool and the error is reported instead.
+   */
+  #refused(inflight: Inflight[], details: string): StreamError {
+    const iso = this.#isolation;
+    const first = inflight[0];
+    if (!iso) {
+      this.#isolation = { cleanSegments: 0, refusedRows: 0 };
+      this.stats.isolating = true;
+      return new StreamError(
+        `the table refused a request (${details}); isolating the refused records`,
+        true,
+        Code.INVALID_ARGUMENT,
+        true,
+      );
+    }
+    if (!iso.rows && !first.row && first.segments.length === 1) {
+      const seg = first.segments[0];
+      first.segments = []; // kept by the isolation, not put back
+      iso.rows = { segment: seg, rows: splitRows(seg.rows), next: 0 };
+      return new StreamError(
+        `the table refused a segment (${details}); sending its rows one by one`,
+        true,
+        Code.INVALID_ARGUMENT,
+        true,
+      );
+    }
+    if (iso.rows && first.row) {
+      const everythingRefused = this.stats.records_acked === 0 ||
+        ++iso.refusedRows > ISOLATION_MAX_REFUSED;
+      if (everythingRefused) {
+        this.#lane.putBack([iso.rows.segment]);
+        this.#isolation = undefined;
+        this.stats.isolating = false;
+        return new StreamError(
+          `stream failed: ${
+            describe({ code: Code.INVALID_ARGUMENT, details })
+          } - the table refuses every record, so nothing was dead-lettered`,
+          false,
+          Code.INVALID_ARGUMENT,
+        );
+      }
+      const row = iso.rows.rows[iso.rows.next];
+      this.#deadLetter(row, details);
+      if (++iso.rows.next >= iso.rows.rows.length) this.#finishIsolatedSegment(iso);
+      return new StreamError(
+        `the table refused a record (${details}); moved to the dead-letter store`,
+        true,
+        Code.INVALID_ARGUMENT,
+        true,
+      );
+    }
+    return new StreamError(
+      `stream failed: ${describe({ code: Code.INVALID_ARGUMENT, details })}`,
+      false,
+      Code.INVALID_ARGUMENT,
+    );
+  }
+
+  #deadLetter(row: Uint8Array, details: string): void {
+    const text = new TextDecoder().decode(row);
+    let source = this.target;
+    let recordId: string | undefined;
+    try {
+      const rec = JSON.parse(text);
+      source = rec.source_name ?? source;
+      recordId = rec.record_id;
+    } catch { /* kept as text */ }
+    this.stats.dead_lettered++;
+    this.onEvent({ kind: "dead_letter", records: 1 });
+    this.spool.deadLetter({
+      source,
+      reason: `table ${this.#fullName} refused the record: ${details}`,
+      item: text,
+      detail: { table: this.#fullName, record_id: recordId },
+    }).catch((e) => this.onEvent({ kind: "error", message: `dead-letter store failed: ${e}` }));
   }
 
   /**
@@ -300,6 +478,7 @@ export class TargetSender {
         done.push(...f.segments);
         records += f.records;
         requests++;
+        this.#isolationAccepted(f);
       }
       if (requests === 0) return;
       progress.acked = true;
@@ -381,25 +560,21 @@ export class TargetSender {
         if (inflight.length > 0 && Date.now() - st.lastAck > this.opts.ackTimeoutMs) {
           throw new StreamError(`no durability ack for ${this.opts.ackTimeoutMs / 1000} s`, true);
         }
-        if (inflight.length >= this.opts.maxInflight) {
+        if (inflight.length >= (this.#isolation ? 1 : this.opts.maxInflight)) {
           await this.#pause(100);
           continue;
         }
-        const segs = await this.#lane.take(this.opts.maxRecords, this.opts.maxBytes);
-        if (segs.length === 0) {
+        const unit = await this.#nextUnit(index);
+        if (!unit) {
           await Promise.race([this.#lane.waitForData(200), this.#pause(200)]);
           continue;
         }
-        let records = 0;
-        for (const s of segs) records += s.count;
         if (inflight.length === 0) st.lastAck = Date.now();
-        inflight.push({ offset, segments: segs, records });
+        inflight.push({ offset, segments: unit.segments, records: unit.records, row: unit.row });
         this.stats.inflight_requests++;
         this.stats.requests_sent++;
-        this.stats.records_sent += records;
-        const ok = call.write(
-          encodeBatchRequest(offset++, this.opts.recordType, segs.map((s) => s.rows)),
-        );
+        this.stats.records_sent += unit.records;
+        const ok = call.write(encodeBatchRequest(offset++, this.opts.recordType, unit.body));
         if (!ok) await Promise.race([call.drained(), this.#pause(1000)]);
       }
       call.end();
@@ -408,6 +583,9 @@ export class TargetSender {
       while (!st.ended && Date.now() < until) await this.#pause(100);
     } catch (e) {
       call.cancel();
+      if (st.streamId && st.ended?.code === Code.INVALID_ARGUMENT && inflight.length > 0) {
+        throw this.#refused(inflight, st.ended.details);
+      }
       throw e;
     } finally {
       this.#calls.delete(call);

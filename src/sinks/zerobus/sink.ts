@@ -5,7 +5,13 @@
 import type { Spool } from "../../spool/spool.ts";
 import type { GrpcChannel } from "./channel.ts";
 import { grpcJsChannel } from "./grpcjs_channel.ts";
-import { type BreakerState, type SenderOptions, type SenderStats, TargetSender } from "./sender.ts";
+import {
+  type BreakerState,
+  type SenderEvent,
+  type SenderOptions,
+  type SenderStats,
+  TargetSender,
+} from "./sender.ts";
 import { type TableRef, TokenProvider, workspaceIdOf } from "./token.ts";
 import type { RecordTypeName } from "./wire.ts";
 
@@ -28,9 +34,7 @@ export interface SinkOptions {
 }
 
 /** Event from a sender, for metrics and logs. */
-export type SinkEvent =
-  | { kind: "acked"; target: string; records: number; requests: number }
-  | { kind: "error"; target: string; message: string };
+export type SinkEvent = SenderEvent & { target: string };
 
 /** Streams every target's spool lane into Zerobus. */
 export class ZerobusSink {
