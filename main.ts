@@ -5,14 +5,13 @@
  */
 import { parseArgs } from "node:util";
 import denoJson from "./deno.json" with { type: "json" };
-import { runAgent } from "./src/run.ts";
+import { openResolverFor, runAgent } from "./src/run.ts";
 import { runDemo } from "./src/demo.ts";
 import { formatErrors, loadConfigFile } from "./src/config/load.ts";
 import { createTableSql } from "./src/record.ts";
 import { zerobusLocalCommand } from "./src/zerobus_local/cli.ts";
 import { credentialsCommand } from "./src/config/credentials.ts";
 import { simulateCommand } from "./src/simulator/cli.ts";
-import { openResolverFor } from "./src/run.ts";
 
 const VERSION = denoJson.version;
 
