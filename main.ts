@@ -5,9 +5,9 @@
  */
 import { parseArgs } from "node:util";
 import denoJson from "./deno.json" with { type: "json" };
-import { openResolverFor, runAgent } from "./src/run.ts";
+import { loadAgentConfig, runAgent } from "./src/run.ts";
 import { runDemo } from "./src/demo.ts";
-import { formatErrors, loadConfigFile } from "./src/config/load.ts";
+import { formatErrors } from "./src/config/load.ts";
 import { createTableSql } from "./src/record.ts";
 import { zerobusLocalCommand } from "./src/zerobus_local/cli.ts";
 import { credentialsCommand } from "./src/config/credentials.ts";
@@ -23,7 +23,7 @@ Usage: otedge <command> [options]
 
 Commands:
   run [--config FILE]          run the agent (default config: config/config.yaml)
-  demo [--port N]              simulator + local Zerobus stand-in + agent, in one command
+  demo [--port N]              simulated sources + local Zerobus stand-in + agent, in one command
   simulate                     run the OT simulator on its own
   zerobus-local                run the local Zerobus stand-in (gRPC + OAuth token endpoint)
   validate-config FILE         check a config file; prints every problem with its key path
@@ -42,7 +42,8 @@ Environment: CONNECTOR_* overrides (e.g. CONNECTOR_LOG_LEVEL, CONNECTOR_ZEROBUS_
 CONNECTOR_MASTER_PASSWORD unlocks \${credential:key} placeholders.`,
   demo: `Usage: otedge demo [--port N] [--data-dir DIR]
 
-Starts the simulator, the local Zerobus stand-in and the agent (config/demo.yaml) together.
+Starts the local Zerobus stand-in and the agent with config/demo.yaml (simulated sensors from
+generator sources; the protocol simulators join as they are built), all together.
 Data, spool and the stand-in's table files go to DIR (default ./data/demo). API on
 http://127.0.0.1:N (default 8080). Ctrl-C stops everything.`,
   "validate-config": `Usage: otedge validate-config FILE
@@ -63,8 +64,7 @@ async function validateConfig(args: string[]): Promise<number> {
   const { positionals } = parseArgs({ args, allowPositionals: true, options: {} });
   if (positionals.length !== 1) return fail(COMMAND_HELP["validate-config"]);
   const file = positionals[0];
-  const resolver = await openResolverFor(file);
-  const res = await loadConfigFile(file, { credential: resolver.resolve, fileName: file });
+  const res = await loadAgentConfig(file);
   if (!res.ok) {
     console.error(formatErrors(res.errors, file));
     return 2;

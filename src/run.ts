@@ -7,8 +7,13 @@ import { parse as parseYaml } from "yaml";
 import denoJson from "../deno.json" with { type: "json" };
 import { Agent, type AgentOptions } from "./agent.ts";
 import { createApi } from "./api/app.ts";
-import { openCredentialStore } from "./config/credentials.ts";
-import { type CredentialResolver, formatErrors, loadConfigFile } from "./config/load.ts";
+import { credentialsPath, openCredentialStore } from "./config/credentials.ts";
+import {
+  type CredentialResolver,
+  formatErrors,
+  loadConfigFile,
+  type LoadResult,
+} from "./config/load.ts";
 import type { AgentConfig } from "./config/schema.ts";
 import { createLogger, type Logger } from "./log.ts";
 
@@ -21,12 +26,17 @@ export interface RunningAgent {
 
 /**
  * Opens the credential store named by a config file's data_dir (or
- * CONNECTOR_DATA_DIR) when CONNECTOR_MASTER_PASSWORD is set.
+ * CONNECTOR_DATA_DIR) when CONNECTOR_MASTER_PASSWORD is set. Without the
+ * password there is no resolver, so a `${credential:...}` placeholder is
+ * reported as "no credential store is open; set CONNECTOR_MASTER_PASSWORD".
+ * A wrong password is an error that says so.
  */
 export async function openResolverFor(
   configFile: string,
   env: Record<string, string> = Deno.env.toObject(),
-): Promise<{ resolve: CredentialResolver; problem?: string }> {
+): Promise<CredentialResolver | undefined> {
+  const password = env.CONNECTOR_MASTER_PASSWORD;
+  if (!password) return undefined;
   let dataDir: string | undefined = env.CONNECTOR_DATA_DIR;
   if (!dataDir) {
     try {
@@ -38,18 +48,31 @@ export async function openResolverFor(
       // the loader reports unreadable or invalid files
     }
   }
-  const path = `${dataDir ?? "./data"}/credentials.json`;
-  const password = env.CONNECTOR_MASTER_PASSWORD;
-  if (!password) {
-    return { resolve: () => undefined, problem: "CONNECTOR_MASTER_PASSWORD is not set" };
-  }
+  const path = credentialsPath(dataDir ?? "./data");
   try {
     await Deno.stat(path);
   } catch {
-    return { resolve: () => undefined, problem: `no credential store at ${path}` };
+    return () => {
+      throw new Error(
+        `no credential store at ${path}; create it with 'otedge credentials set <key>'`,
+      );
+    };
   }
-  const store = await openCredentialStore(path, password);
-  return { resolve: store.resolver };
+  return (await openCredentialStore(path, password)).resolver;
+}
+
+/** Loads a config file with env overrides and credentials; errors are returned, not thrown. */
+export async function loadAgentConfig(
+  file: string,
+  env: Record<string, string> = Deno.env.toObject(),
+): Promise<LoadResult> {
+  let credential: CredentialResolver | undefined;
+  try {
+    credential = await openResolverFor(file, env);
+  } catch (e) {
+    return { ok: false, errors: [`credentials: ${(e as Error).message}`] };
+  }
+  return await loadConfigFile(file, { env, credential, fileName: file });
 }
 
 /** Starts the agent and its HTTP server for a validated config. */
@@ -110,13 +133,9 @@ export async function runAgent(args: string[]): Promise<number> {
   const file = values.config ?? "config/config.yaml";
   const env = Deno.env.toObject();
   if (values.port) env.CONNECTOR_HTTP_PORT = values.port;
-  const creds = await openResolverFor(file, env);
-  const res = await loadConfigFile(file, { env, credential: creds.resolve, fileName: file });
+  const res = await loadAgentConfig(file, env);
   if (!res.ok) {
     console.error(formatErrors(res.errors, file));
-    if (creds.problem && res.errors.some((e) => e.includes("credential"))) {
-      console.error(`(${creds.problem}: credentials cannot be read)`);
-    }
     return 2;
   }
   const log = createLogger(res.config.connector.log_level);

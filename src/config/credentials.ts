@@ -325,7 +325,9 @@ export async function credentialsCommand(
   };
 
   if (command === undefined) return usage("missing command");
-  if (["--help", "-h", "help"].includes(command)) {
+  if (
+    ["--help", "-h", "help"].includes(command) || rest.some((a) => a === "--help" || a === "-h")
+  ) {
     out(USAGE);
     return 0;
   }

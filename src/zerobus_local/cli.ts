@@ -1,12 +1,12 @@
 /**
- * `main.ts zerobus-local`: runs the local Zerobus stand-in until SIGINT/SIGTERM.
+ * `otedge zerobus-local`: runs the local Zerobus stand-in until SIGINT/SIGTERM.
  * Prints one JSON `ready` line on stdout; stream events go to stderr as JSON lines.
  */
 import { parseArgs } from "node:util";
 import type { Faults } from "./faults.ts";
 import { startZerobusLocal } from "./server.ts";
 
-const USAGE = `Usage: main.ts zerobus-local [options]
+const USAGE = `Usage: otedge zerobus-local [options]
 
 Local stand-in for Databricks Zerobus ingest (gRPC, plaintext) with an OAuth
 token endpoint. Rows go to <data-dir>/zerobus-local/<catalog>.<schema>.<table>.jsonl.

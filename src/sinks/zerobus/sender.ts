@@ -218,6 +218,7 @@ export class TargetSender {
   #streamIds = new Map<number, string>();
   #calls = new Set<BidiCall>();
   #isolation: Isolation | undefined;
+  #deletes = new Set<Promise<void>>();
   readonly #lane: Lane;
   readonly #fullName: string;
 
@@ -263,7 +264,16 @@ export class TargetSender {
     const timer = setTimeout(() => this.#calls.forEach((c) => c.cancel()), graceMs);
     await Promise.allSettled(this.#loops);
     clearTimeout(timer);
+    await Promise.allSettled([...this.#deletes]);
     this.stats.state = "stopped";
+  }
+
+  /** Deletes acknowledged segments from the spool; `stop()` waits for these. */
+  #delete(segments: Segment[]): void {
+    const p = this.spool.ack(segments).catch((e) =>
+      this.onEvent({ kind: "error", message: `spool delete failed: ${e}` })
+    ).finally(() => this.#deletes.delete(p));
+    this.#deletes.add(p);
   }
 
   #wakeAll(): void {
@@ -368,9 +378,7 @@ export class TargetSender {
     const seg = iso.rows!.segment;
     iso.rows = undefined;
     iso.cleanSegments = 0;
-    this.spool.ack([seg]).catch((e) =>
-      this.onEvent({ kind: "error", message: `spool delete failed: ${e}` })
-    );
+    this.#delete([seg]);
   }
 
   /**
@@ -481,15 +489,18 @@ export class TargetSender {
         this.#isolationAccepted(f);
       }
       if (requests === 0) return;
+      if (!progress.acked) {
+        // Delivering again: the breaker closes without waiting for the stream to end.
+        this.stats.consecutive_failures = 0;
+        this.stats.breaker = "closed";
+      }
       progress.acked = true;
       const now = Date.now();
       for (const s of done) this.latency.add(now - s.firstMs, s.count);
       this.stats.records_acked += records;
       this.stats.last_ack_time = new Date(now).toISOString();
       this.stats.inflight_requests -= requests;
-      this.spool.ack(done).catch((e) =>
-        this.onEvent({ kind: "error", message: `spool delete failed: ${e}` })
-      );
+      this.#delete(done);
       this.onEvent({ kind: "acked", records, requests });
     };
     const call = this.channel.call(EPHEMERAL_STREAM_PATH, {
