@@ -11,7 +11,7 @@
  *
  * Prints progress on stderr and one final JSON line on stdout. Never asserts.
  */
-import * as grpc from "@grpc/grpc-js";
+import { connectGrpc } from "../src/http2/grpc_client.ts";
 import { parseArgs } from "node:util";
 import { spawnSelf } from "../src/self.ts";
 import {
@@ -106,42 +106,32 @@ async function measureLimit(
   let off = 0;
   for (const r of rows) off = appendRow(seg, off, r);
   const batch = seg.slice(0, off);
-  const client = new grpc.Client(
-    endpoint.replace(/^http:\/\//, ""),
-    grpc.credentials.createInsecure(),
-    {
-      "grpc.max_send_message_length": 16 * 1024 * 1024,
-    },
-  );
-  const md = new grpc.Metadata();
-  md.set("authorization", `Bearer ${await token(workspaceUrl)}`);
-  md.set("x-databricks-zerobus-table-name", "bench.limit.rows");
-  const call = client.makeBidiStreamRequest<Uint8Array, Buffer>(
-    EPHEMERAL_STREAM_PATH,
-    (b) => Buffer.from(b),
-    (b) => b,
-    md,
-  );
+  const channel = connectGrpc(endpoint);
   let acked = -1;
-  let sent = 0;
+  let failed: string | undefined;
   let wake = () => {};
-  call.on("data", (b: Buffer) => {
-    const r = decodeResponse(b);
-    if (r.kind === "ack") acked = r.upTo;
-    wake();
-  });
-  let failed: Error | undefined;
-  call.on("error", (e: Error) => {
-    failed = e;
-    wake();
+  const call = channel.call(EPHEMERAL_STREAM_PATH, {
+    authorization: `Bearer ${await token(workspaceUrl)}`,
+    "x-databricks-zerobus-table-name": "bench.limit.rows",
+  }, {
+    onMessage: (b) => {
+      const r = decodeResponse(b);
+      if (r.kind === "ack") acked = r.upTo;
+      wake();
+    },
+    onStatus: (s) => {
+      if (s.code !== 0) failed = `${s.code} ${s.details}`;
+      wake();
+    },
   });
   call.write(encodeCreateStream("bench.limit.rows", "json"));
   const end = performance.now() + seconds * 1000;
   let startAcked = -1;
   let t0 = 0;
+  let sent = 0;
   const warm = performance.now() + 2000;
   while (performance.now() < end) {
-    if (failed) throw new Error(`limit stream failed: ${failed.message}`);
+    if (failed) throw new Error(`limit stream failed: ${failed}`);
     if (t0 === 0 && performance.now() > warm) {
       t0 = performance.now();
       startAcked = acked;
@@ -150,13 +140,11 @@ async function measureLimit(
       await new Promise<void>((r) => (wake = r));
       continue;
     }
-    if (!call.write(encodeBatchRequest(sent++, "json", [batch]))) {
-      await new Promise((r) => call.once("drain", r));
-    }
+    if (!call.write(encodeBatchRequest(sent++, "json", [batch]))) await call.drained();
   }
   const rate = ((acked - startAcked) * 1000) / ((performance.now() - t0) / 1000);
   call.cancel();
-  client.close();
+  await channel.close();
   return rate;
 }
 

@@ -3,31 +3,7 @@
  * independent of the transport serving it (our own h2c server or grpc-js).
  */
 
-/** gRPC status codes. */
-export const Status = {
-  OK: 0,
-  CANCELLED: 1,
-  UNKNOWN: 2,
-  INVALID_ARGUMENT: 3,
-  DEADLINE_EXCEEDED: 4,
-  NOT_FOUND: 5,
-  ALREADY_EXISTS: 6,
-  PERMISSION_DENIED: 7,
-  RESOURCE_EXHAUSTED: 8,
-  FAILED_PRECONDITION: 9,
-  ABORTED: 10,
-  OUT_OF_RANGE: 11,
-  UNIMPLEMENTED: 12,
-  INTERNAL: 13,
-  UNAVAILABLE: 14,
-  DATA_LOSS: 15,
-  UNAUTHENTICATED: 16,
-} as const;
-
-/** Name of a gRPC status code, e.g. "INVALID_ARGUMENT". */
-export function statusName(code: number): string {
-  return Object.entries(Status).find(([, v]) => v === code)?.[0] ?? String(code);
-}
+export { GrpcStatus as Status, statusName } from "../http2/status.ts";
 
 /** Receives a call's request side. */
 export interface CallListener {

@@ -10,41 +10,30 @@
  * paused call holds its client back. Responses are headers, messages and a
  * trailers frame; no server push, no priorities.
  */
-import { encodeHeaders, type HeaderList, HpackDecoder, HpackError } from "./hpack.ts";
+import { encodeHeaders, type HeaderList, HpackDecoder, HpackError } from "../http2/hpack.ts";
+import {
+  decodeSettings,
+  DEFAULT_WINDOW,
+  encodeFrame as frame,
+  encodeGoaway,
+  encodeGrpcMessage,
+  encodeSettings,
+  Flag,
+  FrameReader,
+  FrameType as Frame,
+  GrpcMessageReader,
+  H2ConnectionError as ProtocolError,
+  H2Error,
+  percentEncode,
+  PREFACE,
+  readU32,
+  Setting,
+  u32,
+  unpad,
+} from "../http2/frames.ts";
 import { type CallListener, type CallServer, type ServerCall, Status } from "./call.ts";
 
-const PREFACE = new TextEncoder().encode("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n");
-
-/** HTTP/2 frame types. */
-const Frame = {
-  DATA: 0,
-  HEADERS: 1,
-  PRIORITY: 2,
-  RST_STREAM: 3,
-  SETTINGS: 4,
-  PUSH_PROMISE: 5,
-  PING: 6,
-  GOAWAY: 7,
-  WINDOW_UPDATE: 8,
-  CONTINUATION: 9,
-} as const;
-
-const END_STREAM = 0x1;
-const ACK = 0x1;
-const END_HEADERS = 0x4;
-const PADDED = 0x8;
-const PRIORITY_FLAG = 0x20;
-
-/** HTTP/2 error codes. */
-const H2Error = {
-  NO_ERROR: 0,
-  PROTOCOL_ERROR: 1,
-  FLOW_CONTROL_ERROR: 3,
-  FRAME_SIZE_ERROR: 6,
-  REFUSED_STREAM: 7,
-  COMPRESSION_ERROR: 9,
-  ENHANCE_YOUR_CALM: 11,
-} as const;
+const { END_STREAM, ACK, END_HEADERS, PRIORITY: PRIORITY_FLAG } = Flag;
 
 /** Largest frame payload we accept (advertised in SETTINGS_MAX_FRAME_SIZE). */
 const MAX_FRAME = 1 << 18;
@@ -53,7 +42,6 @@ const STREAM_WINDOW = 1 << 20;
 const CONN_WINDOW = 16 << 20;
 const MAX_HEADER_BLOCK = 64 << 10;
 const MAX_STREAMS = 1000;
-const DEFAULT_WINDOW = 65535;
 const RESPONSE_HEADERS: [string, string][] = [
   [":status", "200"],
   ["content-type", "application/grpc"],
@@ -63,6 +51,11 @@ const RESPONSE_HEADERS: [string, string][] = [
 export interface H2GrpcOptions {
   hostname: string;
   port: number;
+  /**
+   * Serve connections accepted from this listener instead of listening on
+   * hostname:port (e.g. a `Deno.listenTls` one with ALPN "h2"); closed on close().
+   */
+  listener?: Deno.Listener<Deno.Conn, Deno.Addr>;
   /** Called for each new call, synchronously, before any of its messages. */
   onCall(call: ServerCall): void;
   /** Largest request message accepted (default 4 MiB, as gRPC servers do). */
@@ -71,19 +64,20 @@ export interface H2GrpcOptions {
 
 /** Starts listening; calls `opts.onCall` for every gRPC call. */
 export function serveH2Grpc(opts: H2GrpcOptions): CallServer {
-  const listener = Deno.listen({ hostname: opts.hostname, port: opts.port, transport: "tcp" });
+  const listener = opts.listener ??
+    Deno.listen({ hostname: opts.hostname, port: opts.port, transport: "tcp" });
   const conns = new Set<Connection>();
   const maxMessage = opts.maxMessageBytes ?? 4 << 20;
   const accepting = (async () => {
     while (true) {
-      let tcp: Deno.TcpConn;
+      let tcp: Deno.Conn;
       try {
         tcp = await listener.accept();
       } catch {
         return; // listener closed
       }
       try {
-        tcp.setNoDelay(true);
+        (tcp as Partial<Deno.TcpConn>).setNoDelay?.(true);
       } catch { /* not fatal */ }
       const c = new Connection(tcp, opts.onCall, maxMessage);
       conns.add(c);
@@ -95,7 +89,9 @@ export function serveH2Grpc(opts: H2GrpcOptions): CallServer {
     port: (listener.addr as Deno.NetAddr).port,
     close() {
       closing ??= (async () => {
-        listener.close();
+        try {
+          listener.close();
+        } catch { /* already closed */ }
         await accepting;
         await Promise.all([...conns].map((c) => c.shutdown()));
       })();
@@ -104,46 +100,10 @@ export function serveH2Grpc(opts: H2GrpcOptions): CallServer {
   };
 }
 
-function frame(type: number, flags: number, streamId: number, payload?: Uint8Array): Uint8Array {
-  const len = payload?.length ?? 0;
-  const out = new Uint8Array(9 + len);
-  out[0] = len >>> 16;
-  out[1] = (len >>> 8) & 0xff;
-  out[2] = len & 0xff;
-  out[3] = type;
-  out[4] = flags;
-  new DataView(out.buffer).setUint32(5, streamId);
-  if (payload) out.set(payload, 9);
-  return out;
-}
-
-function u32(v: number): Uint8Array {
-  const b = new Uint8Array(4);
-  new DataView(b.buffer).setUint32(0, v);
-  return b;
-}
-
-/** Percent-encodes a grpc-message value (RFC: bytes outside 0x20..0x7e and '%'). */
-export function percentEncode(s: string): string {
-  let out = "";
-  for (const b of new TextEncoder().encode(s)) {
-    out += b >= 0x20 && b <= 0x7e && b !== 0x25
-      ? String.fromCharCode(b)
-      : "%" + b.toString(16).toUpperCase().padStart(2, "0");
-  }
-  return out;
-}
-
-class ProtocolError extends Error {
-  constructor(readonly code: number, message: string) {
-    super(message);
-  }
-}
-
 /** One HTTP/2 connection. */
 class Connection {
   readonly done: Promise<void>;
-  #tcp: Deno.TcpConn;
+  #tcp: Deno.Conn;
   #onCall: (call: ServerCall) => void;
   #maxMessage: number;
   #hpack = new HpackDecoder();
@@ -160,7 +120,7 @@ class Connection {
   #closed = false;
   #goaway = false;
 
-  constructor(tcp: Deno.TcpConn, onCall: (call: ServerCall) => void, maxMessage: number) {
+  constructor(tcp: Deno.Conn, onCall: (call: ServerCall) => void, maxMessage: number) {
     this.#tcp = tcp;
     this.#onCall = onCall;
     this.#maxMessage = maxMessage;
@@ -178,54 +138,30 @@ class Connection {
   }
 
   async #run(): Promise<void> {
-    let buf = new Uint8Array(1 << 20);
-    let start = 0;
-    let end = 0;
-    let preface = false;
+    const reader = new FrameReader(this.#tcp, MAX_FRAME, 1 << 20);
     try {
-      while (!this.#closed) {
-        if (buf.length - end < 16384) {
-          if (start > 0) {
-            buf.copyWithin(0, start, end);
-            end -= start;
-            start = 0;
-          }
-          if (buf.length - end < 16384) {
-            const bigger = new Uint8Array(buf.length * 2);
-            bigger.set(buf.subarray(0, end));
-            buf = bigger;
-          }
-        }
-        const n = await this.#tcp.read(buf.subarray(end));
-        if (n === null) break;
-        end += n;
-        if (!preface) {
-          if (end < PREFACE.length) continue;
-          if (!PREFACE.every((b, i) => buf[i] === b)) {
-            this.#send(new TextEncoder().encode(
-              "HTTP/1.1 400 Bad Request\r\nconnection: close\r\ncontent-length: 30\r\n\r\n" +
-                "this port speaks gRPC (h2c)\r\n\r\n",
-            ));
-            await this.#drainOutput();
-            break;
-          }
-          preface = true;
-          start = PREFACE.length;
-          this.#send(frame(
-            Frame.SETTINGS,
-            0,
-            0,
-            Uint8Array.from([
-              ...[0, 3, ...u32(MAX_STREAMS)],
-              ...[0, 4, ...u32(STREAM_WINDOW)],
-              ...[0, 5, ...u32(MAX_FRAME)],
-            ]),
-          ));
-          this.#send(frame(Frame.WINDOW_UPDATE, 0, 0, u32(CONN_WINDOW - DEFAULT_WINDOW)));
-        }
-        start = this.#frames(buf, start, end);
-        if (start === end) start = end = 0;
+      if (!await reader.fill(PREFACE.length)) return;
+      const preface = reader.take(PREFACE.length);
+      if (!PREFACE.every((b, i) => preface[i] === b)) {
+        this.#send(new TextEncoder().encode(
+          "HTTP/1.1 400 Bad Request\r\nconnection: close\r\ncontent-length: 30\r\n\r\n" +
+            "this port speaks gRPC (h2c)\r\n\r\n",
+        ));
+        await this.#drainOutput();
+        return;
       }
+      this.#send(frame(
+        Frame.SETTINGS,
+        0,
+        0,
+        encodeSettings([
+          [Setting.MAX_CONCURRENT_STREAMS, MAX_STREAMS],
+          [Setting.INITIAL_WINDOW_SIZE, STREAM_WINDOW],
+          [Setting.MAX_FRAME_SIZE, MAX_FRAME],
+        ]),
+      ));
+      this.#send(frame(Frame.WINDOW_UPDATE, 0, 0, u32(CONN_WINDOW - DEFAULT_WINDOW)));
+      await reader.run((type, flags, id, p) => this.#frame(type, flags, id, p), () => this.#closed);
     } catch (e) {
       if (e instanceof ProtocolError) {
         this.#sendGoaway(e.code, e.message);
@@ -237,24 +173,6 @@ class Connection {
     }
   }
 
-  /** Handles the complete frames in buf[start, end); returns where the rest begins. */
-  #frames(buf: Uint8Array, start: number, end: number): number {
-    while (end - start >= 9) {
-      const len = (buf[start] << 16) | (buf[start + 1] << 8) | buf[start + 2];
-      if (len > MAX_FRAME) throw new ProtocolError(H2Error.FRAME_SIZE_ERROR, "frame too large");
-      if (end - start < 9 + len) break;
-      const type = buf[start + 3];
-      const flags = buf[start + 4];
-      const id = ((buf[start + 5] & 0x7f) << 24 | buf[start + 6] << 16 | buf[start + 7] << 8 |
-        buf[start + 8]) >>> 0;
-      const payload = buf.subarray(start + 9, start + 9 + len);
-      start += 9 + len;
-      this.#frame(type, flags, id, payload);
-      if (this.#closed) return end;
-    }
-    return start;
-  }
-
   #frame(type: number, flags: number, id: number, p: Uint8Array): void {
     if (this.#continuation && type !== Frame.CONTINUATION) {
       throw new ProtocolError(H2Error.PROTOCOL_ERROR, "expected CONTINUATION");
@@ -264,7 +182,7 @@ class Connection {
         return this.#data(flags, id, p);
       case Frame.HEADERS: {
         if (id === 0) throw new ProtocolError(H2Error.PROTOCOL_ERROR, "HEADERS on stream 0");
-        let body = this.#unpad(flags, p);
+        let body = unpad(flags, p);
         if (flags & PRIORITY_FLAG) body = body.subarray(5);
         if (flags & END_HEADERS) return this.#headers(id, flags, body);
         this.#continuation = { id, flags, parts: [body.slice()], size: body.length };
@@ -300,20 +218,16 @@ class Connection {
       }
       case Frame.SETTINGS:
         if (flags & ACK) return;
-        if (id !== 0 || p.length % 6) {
-          throw new ProtocolError(H2Error.FRAME_SIZE_ERROR, "bad SETTINGS frame");
-        }
-        for (let i = 0; i < p.length; i += 6) {
-          const key = (p[i] << 8) | p[i + 1];
-          const value = new DataView(p.buffer, p.byteOffset + i + 2, 4).getUint32(0);
-          if (key === 4) {
+        if (id !== 0) throw new ProtocolError(H2Error.FRAME_SIZE_ERROR, "bad SETTINGS frame");
+        for (const [key, value] of decodeSettings(p)) {
+          if (key === Setting.INITIAL_WINDOW_SIZE) {
             if (value > 0x7fffffff) {
               throw new ProtocolError(H2Error.FLOW_CONTROL_ERROR, "initial window too large");
             }
             const delta = value - this.#peerWindow;
             this.#peerWindow = value;
             for (const call of this.#streams.values()) call.sendWindow += delta;
-          } else if (key === 5) {
+          } else if (key === Setting.MAX_FRAME_SIZE) {
             if (value < 16384 || value > 16777215) {
               throw new ProtocolError(H2Error.PROTOCOL_ERROR, "bad max frame size");
             }
@@ -333,7 +247,7 @@ class Connection {
         return;
       case Frame.WINDOW_UPDATE: {
         if (p.length !== 4) throw new ProtocolError(H2Error.FRAME_SIZE_ERROR, "bad WINDOW_UPDATE");
-        const inc = new DataView(p.buffer, p.byteOffset, 4).getUint32(0) & 0x7fffffff;
+        const inc = readU32(p, 0) & 0x7fffffff;
         if (id === 0) {
           this.#sendWindow += inc;
           for (const call of [...this.#blocked]) this.pump(call);
@@ -351,13 +265,6 @@ class Connection {
       default:
         return; // PRIORITY and unknown frame types are ignored
     }
-  }
-
-  #unpad(flags: number, p: Uint8Array): Uint8Array {
-    if (!(flags & PADDED)) return p;
-    const pad = p[0];
-    if (pad >= p.length) throw new ProtocolError(H2Error.PROTOCOL_ERROR, "bad padding");
-    return p.subarray(1, p.length - pad);
   }
 
   #headers(id: number, flags: number, block: Uint8Array): void {
@@ -407,7 +314,7 @@ class Connection {
 
   #data(flags: number, id: number, p: Uint8Array): void {
     if (id === 0) throw new ProtocolError(H2Error.PROTOCOL_ERROR, "DATA on stream 0");
-    const body = this.#unpad(flags, p);
+    const body = unpad(flags, p);
     const call = this.#streams.get(id);
     if (!call) return this.credit(undefined, p.length);
     if (call.data(body)) call.withheld += p.length;
@@ -489,12 +396,7 @@ class Connection {
 
   #sendGoaway(code: number, debug: string): void {
     if (this.#closed) return;
-    const text = new TextEncoder().encode(debug.slice(0, 200));
-    const p = new Uint8Array(8 + text.length);
-    p.set(u32(this.#lastStreamId), 0);
-    p.set(u32(code), 4);
-    p.set(text, 8);
-    this.#send(frame(Frame.GOAWAY, 0, 0, p));
+    this.#send(frame(Frame.GOAWAY, 0, 0, encodeGoaway(this.#lastStreamId, code, debug)));
   }
 
   #send(bytes: Uint8Array): void {
@@ -579,10 +481,7 @@ class H2Call implements ServerCall {
   #paused = false;
   #held: Uint8Array[] = []; // complete messages received while paused
   #halfClosePending = false;
-  #prefix = new Uint8Array(5);
-  #prefixFill = 0;
-  #msg: Uint8Array | null = null;
-  #msgFill = 0;
+  #reader: GrpcMessageReader;
 
   constructor(
     conn: Connection,
@@ -596,6 +495,7 @@ class H2Call implements ServerCall {
     this.path = headers.get(":path") ?? "";
     this.sendWindow = sendWindow;
     this.#maxMessage = maxMessage;
+    this.#reader = new GrpcMessageReader(maxMessage);
   }
 
   header(name: string): string | undefined {
@@ -615,10 +515,7 @@ class H2Call implements ServerCall {
   write(msg: Uint8Array): void {
     if (this.#ended) return;
     this.sendHeaders();
-    const framed = new Uint8Array(5 + msg.length);
-    new DataView(framed.buffer).setUint32(1, msg.length);
-    framed.set(msg, 5);
-    this.pending.push(framed);
+    this.pending.push(encodeGrpcMessage(msg));
     this.#conn.pump(this);
   }
 
@@ -660,45 +557,18 @@ class H2Call implements ServerCall {
    * frame's bytes are credited back to the client only on `resume()`.
    */
   data(p: Uint8Array): boolean {
-    let pos = 0;
-    while (pos < p.length && !this.#ended) {
-      if (this.#msg === null) {
-        const take = Math.min(5 - this.#prefixFill, p.length - pos);
-        this.#prefix.set(p.subarray(pos, pos + take), this.#prefixFill);
-        this.#prefixFill += take;
-        pos += take;
-        if (this.#prefixFill < 5) break;
-        this.#prefixFill = 0;
-        const len = new DataView(this.#prefix.buffer).getUint32(1);
-        if (this.#prefix[0] !== 0) {
-          this.end(Status.UNIMPLEMENTED, "compressed messages are not supported");
-          break;
-        }
-        if (len > this.#maxMessage) {
-          this.end(
-            Status.RESOURCE_EXHAUSTED,
-            `message of ${len} bytes is larger than the limit of ${this.#maxMessage}`,
-          );
-          break;
-        }
-        if (p.length - pos >= len) {
-          // The whole message is in this frame: hand out a view, no copy.
-          this.#deliver(p.subarray(pos, pos + len), false);
-          pos += len;
-          continue;
-        }
-        this.#msg = new Uint8Array(len);
-        this.#msgFill = 0;
-      }
-      const take = Math.min(this.#msg.length - this.#msgFill, p.length - pos);
-      this.#msg.set(p.subarray(pos, pos + take), this.#msgFill);
-      this.#msgFill += take;
-      pos += take;
-      if (this.#msgFill === this.#msg.length) {
-        const m = this.#msg;
-        this.#msg = null;
-        this.#deliver(m, true);
-      }
+    if (this.#ended) return false;
+    const err = this.#reader.push(p, (m, owned) => {
+      this.#deliver(m, owned);
+      return !this.#ended;
+    });
+    if (err?.kind === "compressed") {
+      this.end(Status.UNIMPLEMENTED, "compressed messages are not supported");
+    } else if (err?.kind === "too_large") {
+      this.end(
+        Status.RESOURCE_EXHAUSTED,
+        `message of ${err.length} bytes is larger than the limit of ${this.#maxMessage}`,
+      );
     }
     return !this.#ended && (this.#paused || this.#held.length > 0);
   }
@@ -714,7 +584,7 @@ class H2Call implements ServerCall {
     if (this.remoteEnded) return;
     this.remoteEnded = true;
     if (this.#ended) return;
-    if (this.#msg !== null || this.#prefixFill > 0) {
+    if (this.#reader.partial) {
       this.end(Status.INTERNAL, "stream ended inside a message");
       return;
     }

@@ -9,6 +9,7 @@
  * waits for outstanding acks up to its duration, then rotates to a new stream.
  */
 import type { Lane, Segment, Spool } from "../../spool/spool.ts";
+import { GrpcStatus, statusName } from "../../http2/status.ts";
 import type { BidiCall, CallStatus, GrpcChannel } from "./channel.ts";
 import { type TableRef, TokenError, type TokenProvider } from "./token.ts";
 import {
@@ -22,18 +23,7 @@ import {
   varintSize,
 } from "./wire.ts";
 
-/** The gRPC status codes the sender acts on. */
-export const Code = {
-  OK: 0,
-  CANCELLED: 1,
-  INVALID_ARGUMENT: 3,
-  NOT_FOUND: 5,
-  PERMISSION_DENIED: 7,
-  OUT_OF_RANGE: 11,
-  UNIMPLEMENTED: 12,
-  UNAVAILABLE: 14,
-  UNAUTHENTICATED: 16,
-} as const;
+const Code = GrpcStatus;
 
 /** gRPC codes a retry cannot fix. */
 const NOT_RETRYABLE: ReadonlySet<number> = new Set([
@@ -44,22 +34,6 @@ const NOT_RETRYABLE: ReadonlySet<number> = new Set([
   Code.UNIMPLEMENTED,
   Code.NOT_FOUND,
 ]);
-
-const CODE_NAMES: Record<number, string> = {
-  0: "OK",
-  1: "CANCELLED",
-  2: "UNKNOWN",
-  3: "INVALID_ARGUMENT",
-  4: "DEADLINE_EXCEEDED",
-  5: "NOT_FOUND",
-  7: "PERMISSION_DENIED",
-  8: "RESOURCE_EXHAUSTED",
-  11: "OUT_OF_RANGE",
-  12: "UNIMPLEMENTED",
-  13: "INTERNAL",
-  14: "UNAVAILABLE",
-  16: "UNAUTHENTICATED",
-};
 
 /** Settings of one target's sender. */
 export interface SenderOptions {
@@ -189,7 +163,7 @@ function jitter(ms: number): number {
 }
 
 function describe(s: CallStatus): string {
-  return `${CODE_NAMES[s.code] ?? s.code}: ${s.details || "no details"}${hint(s.code)}`;
+  return `${statusName(s.code)}: ${s.details || "no details"}${hint(s.code)}`;
 }
 
 function hint(code: number): string {

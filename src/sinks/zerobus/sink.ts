@@ -3,8 +3,7 @@
  * token provider and a sender reading that table's spool lane.
  */
 import type { Spool } from "../../spool/spool.ts";
-import type { GrpcChannel } from "./channel.ts";
-import { grpcJsChannel } from "./grpcjs_channel.ts";
+import { connectGrpc, type GrpcClientChannel } from "../../http2/grpc_client.ts";
 import {
   type BreakerState,
   type SenderEvent,
@@ -39,14 +38,14 @@ export type SinkEvent = SenderEvent & { target: string };
 /** Streams every target's spool lane into Zerobus. */
 export class ZerobusSink {
   readonly senders = new Map<string, TargetSender>();
-  #channel: GrpcChannel;
+  #channel: GrpcClientChannel;
 
   constructor(
     private readonly opts: SinkOptions,
     private readonly spool: Spool,
     private readonly onEvent: (e: SinkEvent) => void = () => {},
   ) {
-    this.#channel = grpcJsChannel(opts.endpoint);
+    this.#channel = connectGrpc(opts.endpoint, { userAgent: "otedge/0.1" });
   }
 
   /** Starts (once) the sender of a target lane. `key` is the lane name (the table's full name). */
@@ -90,7 +89,7 @@ export class ZerobusSink {
   /** Stops every sender (waiting up to `graceMs` for acks) and closes the channel. */
   async stop(graceMs = 5000): Promise<void> {
     await Promise.all([...this.senders.values()].map((s) => s.stop(graceMs)));
-    this.#channel.close();
+    await this.#channel.close();
   }
 
   /** True when every target has a live stream. */

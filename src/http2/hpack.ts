@@ -1,7 +1,7 @@
 /**
- * HPACK (RFC 7541) header decoding for the stand-in's HTTP/2 server, and the
- * few encodings it needs for its own response headers (literals, no Huffman,
- * no dynamic table, which every decoder accepts).
+ * HPACK (RFC 7541) for our HTTP/2 client and server: a full decoder (dynamic
+ * table, Huffman) and a stateless encoder (static-table indexes and literals
+ * without indexing, no Huffman, no dynamic table, which every decoder accepts).
  */
 
 /** RFC 7541 Appendix A: the static table, index 1..61. */
@@ -262,14 +262,16 @@ function encodeStr(out: number[], s: string): void {
 }
 
 /**
- * Encodes headers as literals without indexing (static-table names where they
- * exist, `:status 200` indexed). Names and values must be ASCII.
+ * Encodes headers: a static-table entry that matches name and value (e.g.
+ * `:status 200`, `:method POST`) as its index, the rest as literals without
+ * indexing (static-table names where they exist). Names and values must be ASCII.
  */
 export function encodeHeaders(headers: readonly (readonly [string, string])[]): Uint8Array {
   const out: number[] = [];
   for (const [name, value] of headers) {
-    if (name === ":status" && value === "200") {
-      out.push(0x88);
+    const exact = STATIC.findIndex(([n, v]) => n === name && v === value && v !== "") + 1;
+    if (exact) {
+      out.push(0x80 | exact);
       continue;
     }
     const index = STATIC.findIndex(([n]) => n === name) + 1;
