@@ -12,6 +12,7 @@ import { createTableSql } from "./src/record.ts";
 import { zerobusLocalCommand } from "./src/zerobus_local/cli.ts";
 import { credentialsCommand } from "./src/config/credentials.ts";
 import { simulateCommand } from "./src/simulator/cli.ts";
+import { exitWithParent } from "./src/self.ts";
 
 const VERSION = denoJson.version;
 
@@ -136,5 +137,6 @@ export async function main(argv: string[]): Promise<number> {
 }
 
 if (import.meta.main) {
+  exitWithParent();
   Deno.exit(await main(Deno.args));
 }

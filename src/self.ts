@@ -1,5 +1,24 @@
 /** Starting this program again as a child process (for the demo, tests and the benchmark). */
 
+/** Set in a child's environment to the parent's pid: the child exits when that parent is gone. */
+export const PARENT_ENV = "OTEDGE_PARENT_PID";
+
+/**
+ * In a child started by `spawnSelf`: exits (code 1) once the parent process is
+ * gone, so a parent killed with SIGKILL leaves no orphans behind.
+ */
+export function exitWithParent(env: Record<string, string> = Deno.env.toObject()): void {
+  const parent = Number(env[PARENT_ENV]);
+  if (!Number.isInteger(parent) || parent <= 0) return;
+  const timer = setInterval(() => {
+    if (Deno.ppid !== parent) {
+      console.error(`otedge: parent process ${parent} is gone; exiting`);
+      Deno.exit(1);
+    }
+  }, 1000);
+  Deno.unrefTimer(timer);
+}
+
 /** The command line that runs this program with `args`, compiled or under `deno run`. */
 export function selfCommand(args: string[]): string[] {
   const exe = Deno.execPath();
@@ -33,7 +52,7 @@ export async function spawnSelf(
     stdout: "piped",
     stderr: "inherit",
     stdin: "null",
-    env: opts.env,
+    env: { ...(opts.env ?? Deno.env.toObject()), [PARENT_ENV]: String(Deno.pid) },
     cwd: opts.cwd,
     // Its own process group: a Ctrl-C in the terminal reaches only the parent,
     // which stops its children in order (agent first, then what it talks to).

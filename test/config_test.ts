@@ -636,3 +636,10 @@ Deno.test("targetFor falls back to default_target, or undefined without one", ()
     "main.iot_data.sensor_readings",
   );
 });
+
+Deno.test("config: proto streams are refused until they are implemented", () => {
+  const errors = errorsOf(load("zerobus:\n  record_type: proto\n"));
+  deepStrictEqual(errors, [
+    "zerobus.record_type: proto streams are not available in this version yet; use json",
+  ]);
+});

@@ -151,3 +151,27 @@ Deno.test("pipeline: CloseStreamSignal mid-stream rotates to a new stream and lo
     await Deno.remove(dir, { recursive: true });
   }
 });
+
+Deno.test("pipeline: several streams per table share the lane and lose nothing", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "otedge-e2e-" });
+  const standIn = await startStandIn(dir);
+  try {
+    const yaml = agentConfigYaml({
+      dataDir: `${dir}/agent`,
+      port: freePort(),
+      standIn,
+      sources: generator("gen_a", 10_000),
+      extra: "  batch: { max_records: 100 }\n  streams_per_target: 3\n",
+    });
+    const out = await runUntilDelivered(yaml, dir, 10_000);
+    const rows = (await readTables(dir)).get("main.iot_data.sensor_readings")!;
+    assertEquals(new Set(rows.map((r) => r.record_id)).size, 10_000);
+    assertEquals(seqHoles(rows), []);
+    const t = out.status.targets["main.iot_data.sensor_readings"];
+    assertEquals(t.stream_ids.length, 3, "three live streams");
+    assertEquals(new Set(t.stream_ids).size, 3);
+  } finally {
+    await standIn.stop();
+    await Deno.remove(dir, { recursive: true });
+  }
+});
