@@ -643,3 +643,22 @@ Deno.test("config: proto streams are refused until they are implemented", () => 
     "zerobus.record_type: proto streams are not available in this version yet; use json",
   ]);
 });
+
+Deno.test("config: a rule sets only known fields, and at least one", () => {
+  deepStrictEqual(
+    errorsOf(load(`
+normalization:
+  rules:
+    - match: {address: "^x"}
+      set: {plant: p1}
+    - match: {address: "^y"}
+      set: {}
+`)),
+    [
+      "normalization.rules[0].set.plant: unknown key",
+      // the allowed keys are named too, which is what a user needs after a typo
+      "normalization.rules[0].set: set at least one of site, area, line, equipment, tag_name, signal_type, unit",
+      "normalization.rules[1].set: set at least one of site, area, line, equipment, tag_name, signal_type, unit",
+    ],
+  );
+});

@@ -174,6 +174,17 @@ const regex = z.string().superRefine((value, ctx) => {
   }
 });
 
+/** Record fields a normalization rule may set. */
+export const RULE_FIELDS = [
+  "site",
+  "area",
+  "line",
+  "equipment",
+  "tag_name",
+  "signal_type",
+  "unit",
+] as const;
+
 /** A routing/context rule: records matching every given key get the `set` values. */
 export const ruleSchema = z.strictObject({
   match: z.strictObject({
@@ -181,10 +192,14 @@ export const ruleSchema = z.strictObject({
     source: z.string().min(1).optional(),
     /** Regular expression (JavaScript syntax, no flags) on the record address. */
     address: regex.optional(),
-    /** Regular expression (JavaScript syntax, no flags) on the OPC UA browse path. */
-    browse_path: regex.optional(),
+    /** Glob on the browse path (OPC UA) or topic: `*` within a segment, `**` across segments. */
+    browse_path: z.string().min(1).optional(),
   }),
-  set: z.record(z.string().min(1), z.string()),
+  /** Fields to set; `$1`, `$<name>` insert capture groups of the address (else browse path) match. */
+  set: z.partialRecord(z.enum(RULE_FIELDS), z.string()).refine(
+    (set) => Object.keys(set).length > 0,
+    "set at least one of " + RULE_FIELDS.join(", "),
+  ),
 });
 
 const contextValue = z.string().min(1).optional();

@@ -6,6 +6,7 @@
 import type { OtRecord } from "../record.ts";
 import type { Reading, TagContext } from "../sources/worker_protocol.ts";
 import { qualityOf, type QualityTable } from "./quality.ts";
+import { compileRules, type Rule } from "./rules.ts";
 import { typeValue } from "./values.ts";
 
 /** What normalization needs to know about the source of a reading. */
@@ -23,6 +24,7 @@ export interface NormalizeSettings {
   default_context?: TagContext;
   missing_placeholder: string;
   quality_mapping?: QualityTable;
+  rules?: readonly Rule[];
 }
 
 /** A record before the spool gives it its id. */
@@ -107,7 +109,11 @@ export function inferSignalType(unit: string | undefined, tagName: string): stri
   return "value";
 }
 
-/** Compiles a `{field}` path template into a function over the record's fields. */
+/**
+ * Compiles a `{field}` path template into a function over the record's fields
+ * (any static field: site, area, line, equipment, signal_type, tag_name,
+ * source_name, source_protocol, endpoint, address, unit).
+ */
 export function compileTemplate(template: string): (fields: Record<string, unknown>) => string {
   const parts = template.split(/(\{[a-z_]+\})/).filter((p) => p !== "");
   const steps = parts.map((p) =>
@@ -127,6 +133,7 @@ interface TagEntry {
   unitIn: string | undefined;
   signalIn: string | undefined;
   ctxIn: string | undefined;
+  browseIn: string | undefined;
   // outputs
   fields: Pick<
     NormalizedRecord,
@@ -162,40 +169,39 @@ export function createNormalizer(settings: NormalizeSettings): Normalizer {
   const incompletePaths = new Map<string, number>();
   const tagsBySource = new WeakMap<SourceInfo, Map<string, TagEntry>>();
 
+  const rulesFor = compileRules(settings.rules ?? []);
+
+  // Precedence: default context < source < rules < the reading's own (per-tag) context.
   const buildEntry = (source: SourceInfo, r: Reading): TagEntry => {
+    const ruled = rulesFor(source, r);
     const ctx: Record<string, string> = {};
     let incomplete = false;
     for (const k of CONTEXT_KEYS) {
-      const raw = r.context?.[k] ?? source.context[k] ?? defaults[k];
+      const raw = r.context?.[k] ?? ruled[k] ?? source.context[k] ?? defaults[k];
       const v = raw === undefined ? "" : sanitizeSegment(raw);
       if (v === "") incomplete = true;
       ctx[k] = v === "" ? placeholder : v;
     }
-    const tagName = sanitizeSegment(r.tag_name) || sanitizeSegment(r.address) || placeholder;
-    const signalType = r.signal_type
-      ? sanitizeSegment(r.signal_type)
-      : inferSignalType(r.unit, r.tag_name);
-    const pathFields = {
-      ...ctx,
-      signal_type: signalType,
-      tag_name: tagName,
-      source_name: source.name,
-      source_protocol: source.protocol,
-    };
+    const rawName = ruled.tag_name ?? r.tag_name;
+    const unit = ruled.unit ?? r.unit;
+    const tagName = sanitizeSegment(rawName) || sanitizeSegment(r.address) || placeholder;
+    const signalIn = ruled.signal_type ?? r.signal_type;
+    const signalType = signalIn ? sanitizeSegment(signalIn) : inferSignalType(unit, rawName);
     const fields: TagEntry["fields"] = {
       source_name: source.name,
       source_protocol: source.protocol,
       endpoint: source.endpoint,
       address: r.address,
-      tag_path: settings.enabled ? template(pathFields) : r.address,
+      tag_path: "",
       tag_name: tagName,
       site: ctx.site,
       area: ctx.area,
       line: ctx.line,
       equipment: ctx.equipment,
       signal_type: signalType,
-      unit: r.unit ?? null,
+      unit: unit ?? null,
     };
+    fields.tag_path = settings.enabled ? template(fields) : r.address;
     let json = "";
     for (const [k, v] of Object.entries(fields)) json += `,"${k}":${JSON.stringify(v)}`;
     return {
@@ -203,6 +209,7 @@ export function createNormalizer(settings: NormalizeSettings): Normalizer {
       unitIn: r.unit,
       signalIn: r.signal_type,
       ctxIn: contextKey(r.context),
+      browseIn: r.browse_path,
       fields,
       json,
       incomplete,
@@ -215,6 +222,7 @@ export function createNormalizer(settings: NormalizeSettings): Normalizer {
     let e = tags.get(r.address);
     if (
       !e || e.tagNameIn !== r.tag_name || e.unitIn !== r.unit || e.signalIn !== r.signal_type ||
+      e.browseIn !== r.browse_path ||
       (e.ctxIn !== undefined || r.context !== undefined) && e.ctxIn !== contextKey(r.context)
     ) {
       e = buildEntry(source, r);
