@@ -9,6 +9,7 @@ import { loadAgentConfig, runAgent } from "./src/run.ts";
 import { runDemo } from "./src/demo.ts";
 import { formatErrors } from "./src/config/load.ts";
 import { createTableSql } from "./src/record.ts";
+import { recordProtoText } from "./src/record_proto.ts";
 import { zerobusLocalCommand } from "./src/zerobus_local/cli.ts";
 import { credentialsCommand } from "./src/config/credentials.ts";
 import { simulateCommand } from "./src/simulator/cli.ts";
@@ -28,7 +29,7 @@ Commands:
   simulate                     run the OT simulator on its own
   zerobus-local                run the local Zerobus stand-in (gRPC + OAuth token endpoint)
   validate-config FILE         check a config file; prints every problem with its key path
-  schema [--table C.S.T]       print the Delta CREATE TABLE statement for the record
+  schema [--table C.S.T|--proto]  the Delta CREATE TABLE for the record (or its .proto message)
   credentials <sub>            manage encrypted credentials (set, get, list, delete, generate-password)
 
 Options: --help on every command, --version.
@@ -50,10 +51,11 @@ http://127.0.0.1:N (default 8080). Ctrl-C stops everything.`,
   "validate-config": `Usage: otedge validate-config FILE
 
 Checks FILE; prints "ok" and a summary, or every problem with its key path (exit 2).`,
-  schema: `Usage: otedge schema [--table CATALOG.SCHEMA.TABLE]
+  schema: `Usage: otedge schema [--table CATALOG.SCHEMA.TABLE] [--proto]
 
 Prints the Delta CREATE TABLE statement for the record schema (default table
-main.iot_data.sensor_readings), ready to paste into a Databricks SQL editor.`,
+main.iot_data.sensor_readings), ready to paste into a Databricks SQL editor.
+--proto prints the record's protobuf message instead (zerobus.record_type: proto).`,
 };
 
 function fail(msg: string, code = 2): number {
@@ -83,7 +85,14 @@ async function validateConfig(args: string[]): Promise<number> {
 }
 
 function schema(args: string[]): number {
-  const { values } = parseArgs({ args, options: { table: { type: "string" } } });
+  const { values } = parseArgs({
+    args,
+    options: { table: { type: "string" }, proto: { type: "boolean" } },
+  });
+  if (values.proto) {
+    console.log(recordProtoText());
+    return 0;
+  }
   const table = values.table ?? "main.iot_data.sensor_readings";
   if (!/^[\w-]+\.[\w-]+\.[\w-]+$/.test(table)) return fail("--table must be CATALOG.SCHEMA.TABLE");
   console.log(createTableSql(table));

@@ -37,6 +37,7 @@ export class Agent {
         dataDir: config.connector.data_dir,
         normalization: config.normalization,
         maxRows: config.zerobus.batch.max_records,
+        recordType: config.zerobus.record_type,
       },
     );
   }

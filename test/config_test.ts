@@ -637,10 +637,10 @@ Deno.test("targetFor falls back to default_target, or undefined without one", ()
   );
 });
 
-Deno.test("config: proto streams are refused until they are implemented", () => {
-  const errors = errorsOf(load("zerobus:\n  record_type: proto\n"));
-  deepStrictEqual(errors, [
-    "zerobus.record_type: proto streams are not available in this version yet; use json",
+Deno.test("config: record_type json or proto", () => {
+  strictEqual(valid(load("zerobus:\n  record_type: proto\n")).zerobus.record_type, "proto");
+  deepStrictEqual(errorsOf(load("zerobus:\n  record_type: avro\n")), [
+    'zerobus.record_type: expected one of json, proto, got "avro"',
   ]);
 });
 

@@ -15,6 +15,7 @@ import {
 import { loadConfigText } from "../src/config/load.ts";
 import { createLogger } from "../src/log.ts";
 import { startAgent } from "../src/run.ts";
+import { COLUMNS } from "../src/record.ts";
 
 const quiet = createLogger("error", "test", () => {});
 const fastRetry = { sink: { backoffMinMs: 100, backoffMaxMs: 500, fatalRetryMs: 500 } };
@@ -170,6 +171,36 @@ Deno.test("pipeline: several streams per table share the lane and lose nothing",
     const t = out.status.targets["main.iot_data.sensor_readings"];
     assertEquals(t.stream_ids.length, 3, "three live streams");
     assertEquals(new Set(t.stream_ids).size, 3);
+  } finally {
+    await standIn.stop();
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("pipeline: a PROTO stream carries the same records, decoded by the stand-in with our descriptor", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "otedge-e2e-" });
+  const standIn = await startStandIn(dir);
+  try {
+    const yaml = agentConfigYaml({
+      dataDir: `${dir}/agent`,
+      port: freePort(),
+      standIn,
+      sources: generator("gen_a", 3000),
+      extra: "  record_type: proto\n",
+    });
+    await runUntilDelivered(yaml, dir, 3000);
+    const rows = (await readTables(dir)).get("main.iot_data.sensor_readings")!;
+    assertEquals(new Set(rows.map((r) => r.record_id)).size, 3000);
+    assertEquals(seqHoles(rows), []);
+    for (const r of rows) assertEquals(Object.keys(r), COLUMNS.map((c) => c.name));
+    const r = rows[0];
+    assert(/^columbus\/press_shop\/line_3\/press_1\/[a-z]+\/tag_\d{4}$/.test(r.tag_path as string));
+    assertEquals([typeof r.event_time, typeof r.value_num, r.value_bool, r.quality], [
+      "number",
+      "number",
+      null,
+      "good",
+    ]);
   } finally {
     await standIn.stop();
     await Deno.remove(dir, { recursive: true });

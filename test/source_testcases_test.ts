@@ -37,7 +37,12 @@ async function collect(yaml: string, want: number): Promise<Record<string, unkno
     },
     () => {},
     createLogger("error", "test", () => {}),
-    { dataDir: await Deno.makeTempDir(), normalization: res.config.normalization, maxRows: 100 },
+    {
+      dataDir: await Deno.makeTempDir(),
+      normalization: res.config.normalization,
+      maxRows: 100,
+      recordType: "json",
+    },
   );
   await host.start(res.config.sources[0] as never);
   const timeout = setTimeout(done, 20_000);

@@ -5,6 +5,8 @@
 import { deepStrictEqual, match, ok, strictEqual } from "node:assert/strict";
 import { Buffer } from "node:buffer";
 import * as grpc from "@grpc/grpc-js";
+import type { OtRecord } from "../src/record.ts";
+import { encodeRecordProto, recordDescriptorProto } from "../src/record_proto.ts";
 import {
   appendRow,
   decodeResponse,
@@ -593,21 +595,60 @@ Deno.test("invalid JSON rows reject the whole request with INVALID_ARGUMENT", as
   });
 });
 
-Deno.test("PROTO streams store rows as _proto_base64 lines", async () => {
+Deno.test("PROTO streams decode rows with the descriptor into JSON lines", async () => {
   await withServer({}, async (ctx) => {
-    const descriptor = Uint8Array.of(0x0a, 0x03, 0x4d, 0x73, 0x67); // DescriptorProto{name:"Msg"}
-    const s = await openCreated(ctx, TABLE, "proto", descriptor);
-    const rows = [Uint8Array.of(0x08, 0x96, 0x01), new Uint8Array(0), Uint8Array.of(0xff, 0x00)];
-    s.send(protoBatch(0, rows));
+    const s = await openCreated(ctx, TABLE, "proto", recordDescriptorProto());
+    const recs = [sampleRecord("a", 21.5), sampleRecord("b", null)];
+    s.send(protoBatch(0, recs.map((r) => encodeRecordProto(r))));
     await s.waitAck(0);
-    s.send(jsonBatch(1, ['{"a":1}']));
+    s.send(protoBatch(1, [Uint8Array.of(0xf8, 0x07, 0x01)])); // field 127: not in the descriptor
     const st = await s.ended();
     strictEqual(st.code, INVALID_ARGUMENT);
-    match(st.details, /json records on a proto stream/);
+    match(st.details, /field number 127 is not in the descriptor/);
     const lines = (await readFile(ctx.srv)).trim().split("\n").map((l) => JSON.parse(l));
-    deepStrictEqual(lines, rows.map((r) => ({ _proto_base64: Buffer.from(r).toString("base64") })));
+    deepStrictEqual(lines, recs);
   });
 });
+
+Deno.test("PROTO streams need a usable descriptor", async () => {
+  await withServer({}, async (ctx) => {
+    const s = new RawStream(ctx.client, {
+      authorization: `Bearer ${await token(ctx.srv)}`,
+      "x-databricks-zerobus-table-name": TABLE,
+    });
+    s.send(encodeCreateStream(TABLE, "proto", Uint8Array.of(0x0a, 0x03, 0x4d, 0x73, 0x67)));
+    const st = await s.ended();
+    strictEqual(st.code, INVALID_ARGUMENT);
+    match(st.details, /descriptor_proto unusable: the descriptor has no fields/);
+  });
+});
+
+function sampleRecord(id: string, value: number | null): OtRecord {
+  return {
+    record_id: id,
+    event_time: 1_764_400_000_000_000,
+    ingest_time: 1_764_400_000_000_123,
+    source_name: "gen",
+    source_protocol: "generator",
+    endpoint: "generator://gen",
+    address: "gen/tag_0001",
+    tag_path: "s/a/l/e/temperature/tag_0001",
+    tag_name: "tag_0001",
+    site: "s",
+    area: "a",
+    line: "l",
+    equipment: "e",
+    signal_type: "temperature",
+    value_num: value,
+    value_str: value === null ? "NaN" : null,
+    value_bool: null,
+    value_type: "float",
+    quality: value === null ? "bad" : "good",
+    quality_code: value === null ? 2147483648 : 0,
+    unit: "°C",
+    metadata: '{"seq":1}',
+  };
+}
 
 Deno.test("acks are cumulative, cover every offset and follow the file", async () => {
   await withServer({}, async (ctx) => {

@@ -112,10 +112,8 @@ export const zerobusSchema = z.strictObject({
     max_bytes: int().min(1024).max(4_000_000).default(2_000_000),
     linger_ms: int().min(0).max(60_000).default(50),
   }).prefault({}),
-  /** `proto` streams (a protobuf message per record) come with the normalization work. */
-  record_type: z.enum(["json", "proto"]).default("json").refine((t) => t === "json", {
-    message: "proto streams are not available in this version yet; use json",
-  }),
+  /** Row encoding: JSON text, or the record's protobuf message (`otedge schema --proto`). */
+  record_type: z.enum(["json", "proto"]).default("json"),
   streams_per_target: int().min(1).max(16).default(1),
   max_inflight_requests: int().min(1).max(100_000).default(64),
   ack_timeout_s: z.number().positive().max(3600).default(60),

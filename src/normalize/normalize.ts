@@ -7,6 +7,7 @@ import type { OtRecord } from "../record.ts";
 import type { Reading, TagContext } from "../sources/worker_protocol.ts";
 import { qualityOf, type QualityTable } from "./quality.ts";
 import { compileRules, type Rule } from "./rules.ts";
+import { ProtoWriter, writeRecordFields } from "../record_proto.ts";
 import { typeValue } from "./values.ts";
 
 /** What normalization needs to know about the source of a reading. */
@@ -38,6 +39,13 @@ export interface Normalizer {
   (source: SourceInfo, reading: Reading, ingestMicros: number): NormalizedRecord;
   /** The record as its JSON row, with its id; the same content as the object form. */
   row(source: SourceInfo, reading: Reading, ingestMicros: number, recordId: string): string;
+  /** The record as its protobuf message (`record_proto.ts`), with its id. */
+  protoRow(
+    source: SourceInfo,
+    reading: Reading,
+    ingestMicros: number,
+    recordId: string,
+  ): Uint8Array;
   incompletePaths: Map<string, number>;
 }
 
@@ -152,6 +160,8 @@ interface TagEntry {
   >;
   /** The same fields as JSON members, with a leading comma. */
   json: string;
+  /** The same fields as protobuf fields (built on first use). */
+  proto?: Uint8Array;
   incomplete: boolean;
 }
 
@@ -272,6 +282,34 @@ export function createNormalizer(settings: NormalizeSettings): Normalizer {
         quality(source, r)
       }","quality_code":${r.quality_code}` +
       `,"metadata":${JSON.stringify(metadataText(r))}${e.json}}`;
+  };
+  const writer = new ProtoWriter();
+  normalize.protoRow = (
+    source: SourceInfo,
+    r: Reading,
+    ingest: number,
+    recordId: string,
+  ): Uint8Array => {
+    const e = entryFor(source, r);
+    if (!e.proto) {
+      writeRecordFields(writer, e.fields);
+      e.proto = writer.take();
+    }
+    const t = typeValue(r.value, r.value_type);
+    writeRecordFields(writer, {
+      record_id: recordId,
+      event_time: r.event_time ?? ingest,
+      ingest_time: ingest,
+      value_num: t.value_num,
+      value_str: t.value_str,
+      value_bool: t.value_bool,
+      value_type: t.value_type,
+      quality: quality(source, r),
+      quality_code: r.quality_code,
+      metadata: metadataText(r),
+    });
+    writer.raw(e.proto);
+    return writer.take();
   };
   normalize.incompletePaths = incompletePaths;
   return normalize;

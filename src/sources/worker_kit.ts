@@ -37,6 +37,7 @@ export interface KitOptions {
   normalization: NormalizeSettings;
   maxInflight: number;
   maxRows: number;
+  recordType: "json" | "proto";
 }
 
 /** The source identity normalization needs, from a source config entry. */
@@ -86,15 +87,20 @@ export class SourceKit {
   emit(reading: Reading): void {
     if (this.#closed) return;
     const nowMs = Date.now();
-    const row = this.#normalize.row(this.opts.source, reading, nowMs * 1000, this.#nextId());
+    const row = this.opts.recordType === "proto"
+      ? this.#normalize.protoRow(this.opts.source, reading, nowMs * 1000, this.#nextId())
+      : this.#normalize.row(this.opts.source, reading, nowMs * 1000, this.#nextId());
     let off = appendRow(this.#buf, this.#off, row);
     if (off < 0) {
       this.flush();
       off = appendRow(this.#buf, 0, row);
       if (off < 0) {
+        const text = typeof row === "string"
+          ? row
+          : JSON.stringify(this.#normalize(this.opts.source, reading, nowMs * 1000));
         this.deadLetter(
-          `record of ${row.length} characters exceeds the ${BATCH_MAX_BYTES}-byte row limit`,
-          row.slice(0, 2000),
+          `record of ${row.length} bytes or more exceeds the ${BATCH_MAX_BYTES}-byte row limit`,
+          text.slice(0, 2000),
         );
         return;
       }
@@ -222,6 +228,7 @@ export function runSourceWorker(
         normalization: msg.normalization,
         maxInflight: msg.maxInflight,
         maxRows: Math.max(1, Math.min(BATCH_MAX_READINGS, msg.maxRows)),
+        recordType: msg.recordType,
       }, (m, transfer) => scope.postMessage(m, transfer));
       kit.status("starting");
       driver = makeDriver(msg.source, kit, msg.dataDir);

@@ -76,6 +76,8 @@ export type ToWorker =
     normalization: NormalizeSettings;
     /** Rows per batch, at most (the sink's batch size, capped at BATCH_MAX_READINGS). */
     maxRows: number;
+    /** How rows are encoded: JSON text or the record's protobuf message. */
+    recordType: "json" | "proto";
   }
   | { type: "stop" }
   /** The batch is durable in the spool (or dropped by policy): credit returns. */

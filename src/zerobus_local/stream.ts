@@ -18,6 +18,7 @@ import { type ServerCall, Status, statusName } from "./call.ts";
 import type { Faults } from "./faults.ts";
 import type { TokenStore } from "./oauth.ts";
 import type { TableWriter } from "./table_writer.ts";
+import { type DescribedField, parseDescriptor, protoRowToJson } from "./proto_rows.ts";
 
 /** What a stream needs from its server. */
 export interface StreamContext {
@@ -43,6 +44,7 @@ const ERROR_AFTER_ACK_MS = 50;
 
 const { OK, INVALID_ARGUMENT, UNAUTHENTICATED, UNAVAILABLE, UNIMPLEMENTED } = Status;
 const strictUtf8 = new TextDecoder("utf-8", { fatal: true });
+const utf8 = new TextEncoder();
 
 /**
  * Why a JSON row is refused, or null when it is a JSON object. A row holding
@@ -81,6 +83,7 @@ export class StreamSession {
   #table = "";
   #streamId = "";
   #recordType: RecordTypeName = "json";
+  #protoFields: Map<number, DescribedField> | undefined;
   #writer: TableWriter | null = null;
   #requests = 0;
   #accepted = -1;
@@ -166,6 +169,11 @@ export class StreamSession {
       if (!req.descriptorProto?.length) {
         return this.#fail(INVALID_ARGUMENT, "record_type PROTO requires descriptor_proto");
       }
+      try {
+        this.#protoFields = parseDescriptor(req.descriptorProto.slice()).fields;
+      } catch (e) {
+        return this.#fail(INVALID_ARGUMENT, `descriptor_proto unusable: ${(e as Error).message}`);
+      }
       this.#recordType = "proto";
     } else if (req.recordType === RecordType.JSON) {
       this.#recordType = "json";
@@ -235,7 +243,20 @@ export class StreamSession {
       }
       for (let i = 0; i < rows.length; i++) writer.appendJsonRow(rows[i]);
     } else {
-      for (let i = 0; i < rows.length; i++) writer.appendProtoRow(rows[i]);
+      const lines: Uint8Array[] = [];
+      for (let i = 0; i < rows.length; i++) {
+        try {
+          lines.push(utf8.encode(protoRowToJson(rows[i], this.#protoFields!)));
+        } catch (e) {
+          return this.#fail(
+            INVALID_ARGUMENT,
+            `offset_id ${offset}: record ${i} does not match the descriptor: ${
+              (e as Error).message
+            }; request rejected`,
+          );
+        }
+      }
+      for (const line of lines) writer.appendJsonRow(line);
     }
     this.#accepted = offset;
     this.#requests++;

@@ -4,7 +4,6 @@
  * is in flight go out together in the next one. `flushed()` resolves once
  * everything appended before the call is in the file (written, not fsynced).
  */
-import { Buffer } from "node:buffer";
 
 /** Counters of one table, as reported by `GET /tables`. */
 export interface TableStats {
@@ -31,8 +30,6 @@ function deferred(): Deferred {
 const LF = 10;
 const CR = 13;
 const SPACE = 32;
-const PROTO_HEAD = new TextEncoder().encode('{"_proto_base64":"');
-const PROTO_TAIL = new TextEncoder().encode('"}\n');
 const RESOLVED = Promise.resolve();
 
 /** Appends rows of one table to `<dir>/<table>.jsonl`. */
@@ -73,21 +70,6 @@ export class TableWriter {
     }
     buf[end] = LF;
     this.#len = end + 1;
-    this.#rows++;
-  }
-
-  /** Appends one protobuf row as the line `{"_proto_base64":"..."}`. */
-  appendProtoRow(row: Uint8Array): void {
-    const b64 = Buffer.from(row.buffer, row.byteOffset, row.byteLength).toString("base64");
-    const start = this.#reserve(PROTO_HEAD.length + b64.length + PROTO_TAIL.length);
-    const buf = this.#buf;
-    buf.set(PROTO_HEAD, start);
-    const { written } = new TextEncoder().encodeInto(
-      b64,
-      buf.subarray(start + PROTO_HEAD.length),
-    );
-    buf.set(PROTO_TAIL, start + PROTO_HEAD.length + written);
-    this.#len = start + PROTO_HEAD.length + written + PROTO_TAIL.length;
     this.#rows++;
   }
 

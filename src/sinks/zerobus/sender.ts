@@ -10,6 +10,7 @@
  */
 import type { Lane, Segment, Spool } from "../../spool/spool.ts";
 import { GrpcStatus, statusName } from "../../http2/status.ts";
+import { recordDescriptorProto } from "../../record_proto.ts";
 import type { BidiCall, CallStatus, GrpcChannel } from "./channel.ts";
 import { type TableRef, TokenError, type TokenProvider } from "./token.ts";
 import {
@@ -513,7 +514,11 @@ export class TargetSender {
       return new StreamError(`stream failed: ${describe(s)}`, !NOT_RETRYABLE.has(s.code), s.code);
     };
     try {
-      call.write(encodeCreateStream(this.#fullName, this.opts.recordType));
+      call.write(encodeCreateStream(
+        this.#fullName,
+        this.opts.recordType,
+        this.opts.recordType === "proto" ? recordDescriptorProto() : undefined,
+      ));
       const createDeadline = Date.now() + 30_000;
       while (!st.streamId) {
         const f = failure() ??
