@@ -25,6 +25,7 @@ const SOURCE = `  - name: gen
 async function withAgent(
   rejectText: string,
   body: (a: Awaited<ReturnType<typeof startAgent>>, dir: string) => Promise<void>,
+  extraZerobus = "",
 ) {
   const dir = await Deno.makeTempDir({ prefix: "otedge-dlq-" });
   const standIn = await startStandIn(dir, ["--reject-rows-containing", rejectText]);
@@ -34,7 +35,7 @@ async function withAgent(
       port: freePort(),
       standIn,
       sources: SOURCE,
-      extra: "  batch: { max_records: 100 }\n",
+      extra: "  batch: { max_records: 100 }\n" + extraZerobus,
     });
     const res = loadConfigText(yaml, { env: {} });
     if (!res.ok) throw new Error(res.errors.join("\n"));
@@ -106,4 +107,22 @@ Deno.test("dead letters: a table that refuses every record keeps the data and sa
       "every record kept in the spool",
     );
   });
+});
+
+Deno.test("dead letters: the very first record refused, two streams: found, and the rest arrives", async () => {
+  // tag_0000 is the sine model: its seq 0 is the first record the agent ever sends.
+  await withAgent('\\"seq\\":0,\\"model\\":\\"sine\\"', async (running, dir) => {
+    const agent = running.agent;
+    await waitFor(
+      () => agent.spool.totalRecords === 0 && agent.bridge.records_enqueued === 600,
+      "the spool to drain",
+      30_000,
+    );
+    const rows = (await readTables(dir)).get("main.iot_data.sensor_readings") ?? [];
+    assertEquals(new Set(rows.map((r) => r.record_id)).size, 599);
+    const dlq = await agent.spool.listDeadLetters();
+    assertEquals(dlq.length, 1);
+    assert(dlq[0].item.includes('\\"seq\\":0,\\"model\\":\\"sine\\"'));
+    assertEquals(agent.status().targets["main.iot_data.sensor_readings"].isolating, false);
+  }, "  streams_per_target: 2\n");
 });

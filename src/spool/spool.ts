@@ -67,6 +67,7 @@ interface PendingRows {
 export class Lane {
   ready: Segment[] = [];
   readyBytes = 0;
+  readyRecords = 0;
   spilled = false;
   diskNext = 0;
   lastDiskSeq = -1;
@@ -88,6 +89,7 @@ export class Lane {
       }
       this.ready.shift();
       this.readyBytes -= s.rows.length;
+      this.readyRecords -= s.count;
       out.push(s);
       records += s.count;
       bytes += s.rows.length;
@@ -115,7 +117,10 @@ export class Lane {
   putBack(segments: Segment[]): void {
     if (segments.length === 0) return;
     this.ready = [...segments, ...this.ready].sort((a, b) => a.seq - b.seq);
-    for (const s of segments) this.readyBytes += s.rows.length;
+    for (const s of segments) {
+      this.readyBytes += s.rows.length;
+      this.readyRecords += s.count;
+    }
     this.#wake();
   }
 
@@ -135,6 +140,7 @@ export class Lane {
     } else {
       this.ready.push(s);
       this.readyBytes += s.rows.length;
+      this.readyRecords += s.count;
     }
     this.#wake();
   }
@@ -157,6 +163,7 @@ export class Lane {
         for (const s of loaded) {
           this.ready.push(s);
           this.readyBytes += s.rows.length;
+          this.readyRecords += s.count;
           this.diskNext = s.seq + 1;
         }
         if (loaded.length === 0 || this.diskNext > this.lastDiskSeq) {

@@ -12,6 +12,7 @@ import type { Lane, Segment, Spool } from "../../spool/spool.ts";
 import { GrpcStatus, statusName } from "../../http2/status.ts";
 import { recordDescriptorProto } from "../../record_proto.ts";
 import type { BidiCall, CallStatus, GrpcChannel } from "./channel.ts";
+import { Isolation, type IsolationActions, type IsolationUnit } from "./isolation.ts";
 import { type TableRef, TokenError, type TokenProvider } from "./token.ts";
 import {
   appendRow,
@@ -102,27 +103,9 @@ interface Inflight {
   offset: number;
   segments: Segment[];
   records: number;
-  /** A single row of the isolated segment. */
-  row?: boolean;
+  /** Set when the request was sent as a unit of the current isolation. */
+  iso?: { isolation: Isolation; unit: IsolationUnit };
 }
-
-/**
- * After the table refused a request: units go one at a time (a segment, then
- * the rows of a refused segment) until the refused records are found and
- * moved to the dead-letter store.
- */
-interface Isolation {
-  rows?: { segment: Segment; rows: Uint8Array[]; next: number };
-  /** Segments accepted one by one in a row; enough of them end the isolation. */
-  cleanSegments: number;
-  /** Rows refused in a row; too many means the table refuses everything. */
-  refusedRows: number;
-}
-
-/** Clean single segments that end an isolation. */
-const ISOLATION_CLEAN_SEGMENTS = 4;
-/** Refused rows in a row (with none accepted between) that mean "the table refuses everything". */
-const ISOLATION_MAX_REFUSED = 10;
 
 function frameRow(row: Uint8Array): Uint8Array {
   const out = new Uint8Array(1 + varintSize(row.length) + row.length);
@@ -193,6 +176,7 @@ export class TargetSender {
   #streamIds = new Map<number, string>();
   #calls = new Set<BidiCall>();
   #isolation: Isolation | undefined;
+  #lastRefusal = "";
   #deletes = new Set<Promise<void>>();
   readonly #lane: Lane;
   readonly #fullName: string;
@@ -245,10 +229,16 @@ export class TargetSender {
 
   /** Deletes acknowledged segments from the spool; `stop()` waits for these. */
   #delete(segments: Segment[]): void {
-    const p = this.spool.ack(segments).catch((e) =>
-      this.onEvent({ kind: "error", message: `spool delete failed: ${e}` })
-    ).finally(() => this.#deletes.delete(p));
-    this.#deletes.add(p);
+    this.#pendingWrites(
+      this.spool.ack(segments).catch((e) =>
+        this.onEvent({ kind: "error", message: `spool delete failed: ${e}` })
+      ),
+    );
+  }
+
+  #pendingWrites(p: Promise<void>): void {
+    const tracked = p.finally(() => this.#deletes.delete(tracked));
+    this.#deletes.add(tracked);
   }
 
   #wakeAll(): void {
@@ -311,130 +301,132 @@ export class TargetSender {
     this.stats.stream_ids = [...this.#streamIds.values()];
   }
 
-  /** The next request to send: a batch of segments, or during an isolation one segment or one row. */
+  /**
+   * The next request to send: a batch of segments, or during an isolation one
+   * segment or one row (only stream 0 sends then). Undefined when there is
+   * nothing to send now.
+   */
   async #nextUnit(
     index: number,
-  ): Promise<
-    { segments: Segment[]; body: Uint8Array[]; records: number; row: boolean } | undefined
-  > {
-    const iso = this.#isolation;
-    if (iso && index !== 0) return undefined; // one stream does the isolation
-    if (iso?.rows) {
+  ): Promise<Omit<Inflight, "offset"> & { body: Uint8Array[] } | undefined> {
+    const isolation = this.#isolation;
+    if (isolation && index !== 0) return undefined;
+    if (isolation) {
+      const unit = isolation.next();
+      if (unit.kind === "row") {
+        return { segments: [], body: [frameRow(unit.row)], records: 1, iso: { isolation, unit } };
+      }
+      const segs = await this.#lane.take(1, 1);
+      if (segs.length === 0) {
+        // Nothing left to probe and nothing held: the refused records were all found.
+        if (isolation.holdsNothing) this.#endIsolation();
+        return undefined;
+      }
       return {
-        segments: [],
-        body: [frameRow(iso.rows.rows[iso.rows.next])],
-        records: 1,
-        row: true,
+        segments: segs,
+        body: [segs[0].rows],
+        records: segs[0].count,
+        iso: { isolation, unit },
       };
     }
-    const segs = iso
-      ? await this.#lane.take(1, 1)
-      : await this.#lane.take(this.opts.maxRecords, this.opts.maxBytes);
+    if (this.#lingering()) return undefined;
+    const segs = await this.#lane.take(this.opts.maxRecords, this.opts.maxBytes);
     if (segs.length === 0) return undefined;
     let records = 0;
     for (const s of segs) records += s.count;
-    return { segments: segs, body: segs.map((s) => s.rows), records, row: false };
+    return { segments: segs, body: segs.map((s) => s.rows), records };
+  }
+
+  /** True while a partial batch should wait up to `linger_ms` for more rows. */
+  #lingering(): boolean {
+    const lane = this.#lane;
+    if (this.opts.lingerMs <= 0 || lane.ready.length === 0 || lane.spilled) return false;
+    if (lane.readyRecords >= this.opts.maxRecords) return false;
+    return Date.now() - lane.ready[0].firstMs < this.opts.lingerMs;
+  }
+
+  /** Applies what an isolation decided: dead letters and deletes of resolved segments. */
+  #apply(actions: IsolationActions, details: string): void {
+    for (const row of actions.deadLetters) this.#deadLetter(row, details);
+    if (actions.deletes.length > 0) this.#delete(actions.deletes);
   }
 
   /** Isolation bookkeeping for an acknowledged request. */
   #isolationAccepted(f: Inflight): void {
-    const iso = this.#isolation;
-    if (!iso) return;
-    iso.refusedRows = 0;
-    if (f.row && iso.rows) {
-      if (++iso.rows.next >= iso.rows.rows.length) this.#finishIsolatedSegment(iso);
-    } else if (!f.row && ++iso.cleanSegments >= ISOLATION_CLEAN_SEGMENTS) {
-      this.#isolation = undefined;
-      this.stats.isolating = false;
-    }
+    const isolation = this.#isolation;
+    if (!isolation || f.iso?.isolation !== isolation) return;
+    this.#apply(isolation.accepted(f.iso.unit), this.#lastRefusal);
+    if (isolation.done) this.#endIsolation();
   }
 
-  #finishIsolatedSegment(iso: Isolation): void {
-    const seg = iso.rows!.segment;
-    iso.rows = undefined;
-    iso.cleanSegments = 0;
-    this.#delete([seg]);
+  #endIsolation(): void {
+    this.#isolation = undefined;
+    this.stats.isolating = false;
   }
 
   /**
-   * The table refused the request in flight (INVALID_ARGUMENT after the stream
-   * was created). Narrows down to the refused record and dead-letters it; if
-   * the table refuses everything (no record accepted yet, or too many refused
-   * in a row) the data stays in the spool and the error is reported instead.
+   * The table refused the first request in flight (INVALID_ARGUMENT after the
+   * stream was created): start or continue an isolation (see isolation.ts).
    */
   #refused(inflight: Inflight[], details: string): StreamError {
-    const iso = this.#isolation;
     const first = inflight[0];
-    if (!iso) {
-      this.#isolation = { cleanSegments: 0, refusedRows: 0 };
+    const isolating = (msg: string) =>
+      new StreamError(`${msg} (${details})`, true, Code.INVALID_ARGUMENT, true);
+    this.#lastRefusal = details;
+    const isolation = this.#isolation;
+    if (!isolation) {
+      this.#isolation = new Isolation();
       this.stats.isolating = true;
-      return new StreamError(
-        `the table refused a request (${details}); isolating the refused records`,
-        true,
-        Code.INVALID_ARGUMENT,
-        true,
-      );
+      return isolating("the table refused a request; isolating the refused records");
     }
-    if (!iso.rows && !first.row && first.segments.length === 1) {
+    if (first.iso?.isolation !== isolation) return isolating("the table refused a request");
+    if (first.iso.unit.kind === "segment") {
       const seg = first.segments[0];
-      first.segments = []; // kept by the isolation, not put back
-      iso.rows = { segment: seg, rows: splitRows(seg.rows), next: 0 };
+      first.segments = []; // held by the isolation, not put back
+      isolation.refused(first.iso.unit, seg);
+      return isolating("the table refused a segment; sending its rows one by one");
+    }
+    const actions = isolation.refused(first.iso.unit);
+    this.#apply(actions, details);
+    if (actions.putBack) {
+      this.#lane.putBack(actions.putBack);
+      this.#endIsolation();
       return new StreamError(
-        `the table refused a segment (${details}); sending its rows one by one`,
-        true,
+        `stream failed: ${describe({ code: Code.INVALID_ARGUMENT, details })}; ` +
+          "the table refuses every record, so nothing was dead-lettered",
+        false,
         Code.INVALID_ARGUMENT,
-        true,
       );
     }
-    if (iso.rows && first.row) {
-      const everythingRefused = this.stats.records_acked === 0 ||
-        ++iso.refusedRows > ISOLATION_MAX_REFUSED;
-      if (everythingRefused) {
-        this.#lane.putBack([iso.rows.segment]);
-        this.#isolation = undefined;
-        this.stats.isolating = false;
-        return new StreamError(
-          `stream failed: ${
-            describe({ code: Code.INVALID_ARGUMENT, details })
-          } - the table refuses every record, so nothing was dead-lettered`,
-          false,
-          Code.INVALID_ARGUMENT,
-        );
-      }
-      const row = iso.rows.rows[iso.rows.next];
-      this.#deadLetter(row, details);
-      if (++iso.rows.next >= iso.rows.rows.length) this.#finishIsolatedSegment(iso);
-      return new StreamError(
-        `the table refused a record (${details}); moved to the dead-letter store`,
-        true,
-        Code.INVALID_ARGUMENT,
-        true,
-      );
-    }
-    return new StreamError(
-      `stream failed: ${describe({ code: Code.INVALID_ARGUMENT, details })}`,
-      false,
-      Code.INVALID_ARGUMENT,
-    );
+    return isolating("the table refused a record");
   }
 
   #deadLetter(row: Uint8Array, details: string): void {
-    const text = new TextDecoder().decode(row);
+    const proto = this.opts.recordType === "proto";
+    const text = proto ? "" : new TextDecoder().decode(row);
     let source = this.target;
     let recordId: string | undefined;
-    try {
-      const rec = JSON.parse(text);
-      source = rec.source_name ?? source;
-      recordId = rec.record_id;
-    } catch { /* kept as text */ }
+    if (!proto) {
+      try {
+        const rec = JSON.parse(text);
+        source = rec.source_name ?? source;
+        recordId = rec.record_id;
+      } catch { /* kept as text */ }
+    }
     this.stats.dead_lettered++;
     this.onEvent({ kind: "dead_letter", records: 1 });
-    this.spool.deadLetter({
-      source,
-      reason: `table ${this.#fullName} refused the record: ${details}`,
-      item: text,
-      detail: { table: this.#fullName, record_id: recordId },
-    }).catch((e) => this.onEvent({ kind: "error", message: `dead-letter store failed: ${e}` }));
+    this.#pendingWrites(
+      this.spool.deadLetter({
+        source,
+        reason: `table ${this.#fullName} refused the record: ${details}`,
+        item: proto ? btoa(String.fromCharCode(...row)) : text,
+        detail: {
+          table: this.#fullName,
+          record_id: recordId,
+          encoding: proto ? "protobuf_base64" : "json",
+        },
+      }).catch((e) => this.onEvent({ kind: "error", message: `dead-letter store failed: ${e}` })),
+    );
   }
 
   /**
@@ -556,11 +548,15 @@ export class TargetSender {
         }
         const unit = await this.#nextUnit(index);
         if (!unit) {
-          await Promise.race([this.#lane.waitForData(200), this.#pause(200)]);
+          // Nothing to send now. While isolating (another stream's turn) or lingering, wait on
+          // time: the lane holds data, so waiting on it would spin.
+          if (this.#isolation) await this.#pause(200);
+          else if (this.#lingering()) await this.#pause(5);
+          else await Promise.race([this.#lane.waitForData(200), this.#pause(200)]);
           continue;
         }
         if (inflight.length === 0) st.lastAck = Date.now();
-        inflight.push({ offset, segments: unit.segments, records: unit.records, row: unit.row });
+        inflight.push({ offset, segments: unit.segments, records: unit.records, iso: unit.iso });
         this.stats.inflight_requests++;
         this.stats.requests_sent++;
         this.stats.records_sent += unit.records;
