@@ -144,24 +144,21 @@ export class Agent {
     this.bridge.records_received += n;
     this.bridge.records_normalized += n; // normalized by the source's Worker
     const lane = this.#laneOf.get(src.name) ?? NO_TARGET;
-    if (this.spool.isFull() && !(await this.#makeRoom(n))) return;
+    if (this.spool.isFull() && !(await this.#makeRoom(n, batch.rows.length))) return;
     await this.spool.appendFramed(lane, batch.rows, n, batch.firstIngestMs);
     this.bridge.records_enqueued += n;
   }
 
   /** Applies `backpressure.on_full`; false when the batch is dropped. */
-  async #makeRoom(n: number): Promise<boolean> {
+  async #makeRoom(n: number, bytes: number): Promise<boolean> {
     const policy = this.config.backpressure.on_full;
     if (policy === "block") {
       await this.spool.waitForSpace();
       return !this.#stopping || !this.spool.isFull();
     }
     if (policy === "drop_oldest") {
-      while (this.spool.isFull()) {
-        const freed = await this.spool.dropOldest();
-        if (freed === 0) break;
-        this.#countDrop("spool_full_oldest", freed);
-      }
+      const freed = await this.spool.dropOldest(n, bytes);
+      if (freed > 0) this.#countDrop("spool_full_oldest", freed);
       if (!this.spool.isFull()) return true;
     }
     this.#countDrop("spool_full", n);

@@ -60,6 +60,7 @@ function metricsOf(m: any) {
     received: m.bridge.records_received as number,
     enqueued: m.bridge.records_enqueued as number,
     dropped: m.bridge.records_dropped as number,
+    droppedOldest: (m.backpressure.dropped.spool_full_oldest ?? 0) as number,
     spool: m.backpressure.spool_records as number,
     growth: 0,
   };
@@ -84,5 +85,17 @@ Deno.test("agent: on_full block pauses the source instead of dropping", async ()
     assertEquals(m.dropped, 0);
     assertEquals(m.growth, 0, "no new records once the Worker ran out of credit");
     assert(m.received <= 600 + WORKER_MAX_INFLIGHT * 100, `bounded: ${m.received}`);
+  });
+});
+
+Deno.test("agent: on_full drop_oldest makes just enough room for new records", async () => {
+  await run("drop_oldest", (m) => {
+    assert(m.spool <= 600, `cap held: ${m.spool}`);
+    assert(m.spool >= 400, `only the oldest few were dropped, not the whole spool: ${m.spool}`);
+    assert(m.droppedOldest > 0, "drops counted");
+    // Records being committed are in the spool already but not yet counted as enqueued.
+    const uncounted = m.spool - (m.enqueued - m.droppedOldest);
+    assert(uncounted >= 0 && uncounted <= 1000, `every spooled record is kept or counted: ${uncounted}`);
+    assert(m.growth > 0, "the source keeps running");
   });
 });

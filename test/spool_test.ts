@@ -106,8 +106,12 @@ Deno.test("spool: caps report full and release waiters once acks free space", as
   await spool.ack(segs);
   await waiting;
   assert(released && !spool.isFull());
-  assertEquals(await spool.dropOldest() > 0, true);
-  assertEquals(spool.droppedRecords > 0, true);
+  // 50 left, cap 100: room for 60 more needs exactly one 10-row segment to go.
+  assertEquals(spool.totalRecords, 50);
+  const [a, b] = await Promise.all([spool.dropOldest(60, 0), spool.dropOldest(60, 0)]);
+  assertEquals([a, b], [10, 0], "the second caller finds the room already made");
+  assertEquals(spool.totalRecords, 40);
+  assertEquals(spool.droppedRecords, 10);
   await spool.close();
   await Deno.remove(dir, { recursive: true });
 });

@@ -191,11 +191,11 @@ export class Spool {
   #seq = 0;
   #open = new Map<string, OpenSegment>();
   #pendingSegments: Segment[] = [];
-  #pendingBytes = 0;
   #pending: PendingRows = { waiters: [], failers: [] };
   #commitsInFlight = 0;
   #timer: ReturnType<typeof setTimeout> | undefined;
   #spaceWaiters: Array<() => void> = [];
+  #dropping: Promise<void> | undefined;
   #closed = false;
   readonly #maxRows: number;
   readonly #commitDelay: number;
@@ -354,7 +354,6 @@ export class Spool {
     const s: Segment = { target, seq: this.#seq++, rows, count, firstMs };
     this.totalBytes += rows.length;
     this.#pendingSegments.push(s);
-    this.#pendingBytes += rows.length;
   }
 
   #schedule(): void {
@@ -389,7 +388,6 @@ export class Spool {
       bytes += s.rows.length;
     }
     this.#pendingSegments = [];
-    this.#pendingBytes = 0;
     this.#commitsInFlight++;
     Promise.all(groups.map((g) => this.#commitGroup(g))).then(
       () => {
@@ -442,12 +440,16 @@ export class Spool {
 
   /** Deletes acknowledged segments (durable at the target). */
   async ack(segments: readonly Segment[]): Promise<void> {
+    await this.#deleteKeys(segments);
+    this.#forget(segments);
+  }
+
+  async #deleteKeys(segments: readonly Segment[]): Promise<void> {
     for (let i = 0; i < segments.length; i += 500) {
       const op = this.kv.atomic();
       for (const s of segments.slice(i, i + 500)) op.delete(["seg", s.target, s.seq]);
       await op.commit();
     }
-    this.#forget(segments);
   }
 
   #forget(segments: readonly Segment[]): void {
@@ -459,18 +461,39 @@ export class Spool {
   }
 
   /**
-   * Drops the oldest queued (not in flight) segments of the fullest lane to
-   * make room; returns the number of records dropped (0 if nothing could go).
+   * Makes room for `records` more records and `bytes` more bytes by dropping
+   * the oldest queued (not in flight) segments, fullest lane first; returns
+   * the number of records dropped (0 if nothing could go). The totals drop
+   * before the KV delete, and one drop runs at a time, so concurrent callers
+   * never drop more than is needed.
    */
-  async dropOldest(): Promise<number> {
-    let lane: Lane | undefined;
-    for (const l of this.lanes.values()) if (!lane || l.readyBytes > lane.readyBytes) lane = l;
-    const victims = lane ? await lane.take(10_000, 1_000_000) : [];
-    if (victims.length === 0) return 0;
-    await this.ack(victims);
-    const n = victims.reduce((a, s) => a + s.count, 0);
-    this.droppedRecords += n;
-    return n;
+  dropOldest(records: number, bytes: number): Promise<number> {
+    const run = (this.#dropping ?? Promise.resolve()).then(() => this.#dropOldest(records, bytes));
+    this.#dropping = run.then(() => {}, () => {});
+    return run;
+  }
+
+  async #dropOldest(records: number, bytes: number): Promise<number> {
+    const needRecords = this.totalRecords + records - this.opts.maxRecords;
+    const needBytes = this.totalBytes + bytes - this.opts.maxBytes;
+    let freedRecords = 0;
+    let freedBytes = 0;
+    while (freedRecords < needRecords || freedBytes < needBytes) {
+      let lane: Lane | undefined;
+      for (const l of this.lanes.values()) if (!lane || l.readyBytes > lane.readyBytes) lane = l;
+      const victims = lane
+        ? await lane.take(Math.max(1, needRecords - freedRecords), Infinity)
+        : [];
+      if (victims.length === 0) break;
+      this.#forget(victims);
+      for (const v of victims) {
+        freedRecords += v.count;
+        freedBytes += v.rows.length;
+      }
+      await this.#deleteKeys(victims);
+    }
+    this.droppedRecords += freedRecords;
+    return freedRecords;
   }
 
   /** Stores an item that can never be delivered, with its source and reason. */
