@@ -6,11 +6,34 @@ import { type AgentConfig, type SourceConfig, tableFullName, targetFor } from ".
 import type { Logger } from "./log.ts";
 import { type BridgeCounters, newBridgeCounters } from "./metrics.ts";
 import { type SinkOptions, ZerobusSink } from "./sinks/zerobus/sink.ts";
+import type { TableRef } from "./sinks/zerobus/token.ts";
+import type { RecordTypeName } from "./sinks/zerobus/wire.ts";
 import { Spool } from "./spool/spool.ts";
 import { type HostedSourceConfig, type RecordBatch, SourceHost } from "./sources/host.ts";
 
 /** Lane of records whose source has no target table configured. */
 export const NO_TARGET = "__no_target__";
+
+/**
+ * The spool lane of a table and row encoding: `catalog.schema.table`, plus
+ * `#proto` for PROTO rows, so rows spooled before a change of
+ * `zerobus.record_type` are still sent with the encoding they were made in.
+ */
+export function laneName(t: TableRef, recordType: RecordTypeName): string {
+  return `${tableFullName(t)}${recordType === "proto" ? "#proto" : ""}`;
+}
+
+/** The table and encoding of a lane name; undefined for names that are not lanes of a table. */
+export function parseLaneName(
+  lane: string,
+): { table: TableRef; recordType: RecordTypeName } | undefined {
+  const [name, suffix, ...more] = lane.split("#");
+  const [catalog, schema, table, ...rest] = name.split(".");
+  if (
+    !table || rest.length > 0 || more.length > 0 || (suffix !== undefined && suffix !== "proto")
+  ) return undefined;
+  return { table: { catalog, schema, table }, recordType: suffix === "proto" ? "proto" : "json" };
+}
 
 /** Options for tests and the benchmark. */
 export interface AgentOptions {
@@ -53,12 +76,20 @@ export class Agent {
         "backpressure.disk_spool.enabled is false: the spool is in memory and records are lost on restart",
       );
     }
-    const spool = await Spool.open({
-      path: spoolPath,
-      maxBytes: bp.disk_spool.max_size_mb * 1024 * 1024,
-      maxRecords: bp.disk_spool.max_records,
-      maxRowsPerSegment: config.zerobus.batch.max_records,
-    });
+    let spool: Spool;
+    try {
+      spool = await Spool.open({
+        path: spoolPath,
+        maxBytes: bp.disk_spool.max_size_mb * 1024 * 1024,
+        maxRecords: bp.disk_spool.max_records,
+        maxRowsPerSegment: config.zerobus.batch.max_records,
+      });
+    } catch (e) {
+      throw new Error(
+        `cannot open the spool at ${spoolPath}: ${(e as Error).message}; ` +
+          "set connector.data_dir (or CONNECTOR_DATA_DIR) to a writable folder with free space",
+      );
+    }
     if (spool.recoveredFrom) {
       log.error("the spool file was not a database; it was moved aside and a new spool started", {
         kept_as: spool.recoveredFrom,
@@ -93,7 +124,6 @@ export class Agent {
         workspaceUrl: zb.workspace_host ?? endpoint,
         clientId: zb.auth.client_id ?? "",
         clientSecret: zb.auth.client_secret ?? "",
-        recordType: zb.record_type,
         maxRecords: zb.batch.max_records,
         maxBytes: zb.batch.max_bytes,
         lingerMs: zb.batch.linger_ms,
@@ -116,18 +146,23 @@ export class Agent {
       },
     );
     const tables = [zb.default_target, ...Object.values(zb.source_targets)];
-    for (const t of tables) if (t) this.sink.addTarget(tableFullName(t), t);
-    // Lanes recovered from the spool keep the table they were routed to.
+    for (const t of tables) {
+      if (t) this.sink.addTarget(laneName(t, zb.record_type), t, zb.record_type);
+    }
+    // Lanes recovered from the spool keep their table and row encoding.
     for (const lane of this.spool.lanes.keys()) {
-      const [catalog, schema, table, ...rest] = lane.split(".");
-      if (table && rest.length === 0) this.sink.addTarget(lane, { catalog, schema, table });
+      const parsed = parseLaneName(lane);
+      if (parsed) this.sink.addTarget(lane, parsed.table, parsed.recordType);
     }
   }
 
   /** Starts (or restarts with new settings) one source. */
   async startSource(s: SourceConfig): Promise<void> {
     const target = targetFor(this.config, s.name);
-    this.#laneOf.set(s.name, target ? tableFullName(target) : NO_TARGET);
+    this.#laneOf.set(
+      s.name,
+      target ? laneName(target, this.config.zerobus.record_type) : NO_TARGET,
+    );
     if (!target) {
       this.log.warning(
         "source has no target table: set zerobus.default_target or zerobus.source_targets",
@@ -139,14 +174,29 @@ export class Agent {
     await this.host.start(s as unknown as HostedSourceConfig & Record<string, unknown>);
   }
 
-  async #onBatch(src: HostedSourceConfig, batch: RecordBatch): Promise<void> {
+  /** Stores one batch from a source Worker; false when it was dropped (and counted). */
+  async #onBatch(src: HostedSourceConfig, batch: RecordBatch): Promise<boolean> {
     const n = batch.count;
     this.bridge.records_received += n;
     this.bridge.records_normalized += n; // normalized by the source's Worker
     const lane = this.#laneOf.get(src.name) ?? NO_TARGET;
-    if (this.spool.isFull() && !(await this.#makeRoom(n, batch.rows.length))) return;
-    await this.spool.appendFramed(lane, batch.rows, n, batch.firstIngestMs);
+    if (lane === NO_TARGET) {
+      this.#countDrop("no_target", n);
+      return false;
+    }
+    if (this.spool.isFull() && !(await this.#makeRoom(n, batch.rows.length))) return false;
+    try {
+      await this.spool.appendFramed(lane, batch.rows, n, batch.firstIngestMs);
+    } catch (e) {
+      this.#countDrop("spool_error", n);
+      this.log.error("records could not be stored in the spool", {
+        source: src.name,
+        error: String(e),
+      });
+      return false;
+    }
     this.bridge.records_enqueued += n;
+    return true;
   }
 
   /** Applies `backpressure.on_full`; false when the batch is dropped. */

@@ -115,10 +115,21 @@ export async function startAgent(
   };
 }
 
-/** Resolves on the first SIGINT or SIGTERM. */
+/**
+ * Resolves on the first SIGINT or SIGTERM; a second one exits at once
+ * (code 130), for when a clean stop takes too long.
+ */
 export function untilSignal(): Promise<string> {
   return new Promise((resolve) => {
-    const on = (sig: Deno.Signal) => () => resolve(sig);
+    let seen = false;
+    const on = (sig: Deno.Signal) => () => {
+      if (seen) {
+        console.error(`otedge: second ${sig}, exiting without a clean stop`);
+        Deno.exit(130);
+      }
+      seen = true;
+      resolve(sig);
+    };
     Deno.addSignalListener("SIGINT", on("SIGINT"));
     Deno.addSignalListener("SIGTERM", on("SIGTERM"));
   });
@@ -139,7 +150,13 @@ export async function runAgent(args: string[]): Promise<number> {
     return 2;
   }
   const log = createLogger(res.config.connector.log_level);
-  const running = await startAgent(res.config, log);
+  let running: RunningAgent;
+  try {
+    running = await startAgent(res.config, log);
+  } catch (e) {
+    console.error(`otedge run: ${(e as Error).message}`);
+    return 1;
+  }
   // One machine-readable line on stdout for supervisors, tests and the demo.
   console.log(JSON.stringify({ event: "ready", api: running.url, pid: Deno.pid }));
   const sig = await untilSignal();

@@ -47,8 +47,11 @@ async function run(onFull: string, check: (m: ReturnType<typeof metricsOf>) => v
     const b = metricsOf(await (await fetch(`${running.url}/api/metrics`)).json());
     check({ ...b, growth: b.received - a.received });
     const health = await fetch(`${running.url}/health`);
-    assertEquals(health.status, 503, "a full spool makes /health degraded");
     await health.body?.cancel();
+    // drop_oldest keeps making room, so only the other policies leave the spool full.
+    if (onFull !== "drop_oldest") {
+      assertEquals(health.status, 503, "a full spool makes /health degraded");
+    }
   } finally {
     await running.stop();
     await Deno.remove(dir, { recursive: true });
@@ -95,7 +98,10 @@ Deno.test("agent: on_full drop_oldest makes just enough room for new records", a
     assert(m.droppedOldest > 0, "drops counted");
     // Records being committed are in the spool already but not yet counted as enqueued.
     const uncounted = m.spool - (m.enqueued - m.droppedOldest);
-    assert(uncounted >= 0 && uncounted <= 1000, `every spooled record is kept or counted: ${uncounted}`);
+    assert(
+      uncounted >= 0 && uncounted <= 1000,
+      `every spooled record is kept or counted: ${uncounted}`,
+    );
     assert(m.growth > 0, "the source keeps running");
   });
 });

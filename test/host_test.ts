@@ -37,7 +37,7 @@ Deno.test("host: a crashing Worker is restarted with backoff; its error and dead
   const host = new SourceHost(
     (_src, b: RecordBatch) => {
       records.push(b.count);
-      return Promise.resolve();
+      return Promise.resolve(true);
     },
     (source, reason) => deadLetters.push(`${source}: ${reason}`),
     quiet,
@@ -77,7 +77,7 @@ Deno.test("host: stopping or reconfiguring one source leaves the others running"
   const host = new SourceHost(
     (src, b) => {
       counts[src.name] = (counts[src.name] ?? 0) + b.count;
-      return Promise.resolve();
+      return Promise.resolve(true);
     },
     () => {},
     quiet,
@@ -106,7 +106,7 @@ Deno.test("host: stopping or reconfiguring one source leaves the others running"
 });
 
 Deno.test("host: a protocol without a Worker reports why instead of starting", async () => {
-  const host = new SourceHost(() => Promise.resolve(), () => {}, quiet, settings());
+  const host = new SourceHost(() => Promise.resolve(true), () => {}, quiet, settings());
   try {
     await host.start({
       name: "plc",
@@ -131,7 +131,7 @@ Deno.test("host: a disabled source is listed but not started", async () => {
   const host = new SourceHost(
     () => {
       batches++;
-      return Promise.resolve();
+      return Promise.resolve(true);
     },
     () => {},
     quiet,
@@ -146,3 +146,26 @@ Deno.test("host: a disabled source is listed but not started", async () => {
     await host.stopAll();
   }
 });
+
+for (const stored of [true, false]) {
+  Deno.test(`host: a Worker learns whether its records were stored (${stored})`, async () => {
+    const host = new SourceHost(
+      () => Promise.resolve(stored),
+      () => {},
+      quiet,
+      settings({
+        workerUrl: () => new URL("./fixtures/workers/acking_worker.ts", import.meta.url),
+      }),
+    );
+    try {
+      await host.start({ name: "m", protocol: "acking", endpoint: "x://m", enabled: true });
+      const detail = await waitFor(
+        () => "stored" in (host.status().m?.detail ?? {}) ? host.status().m.detail : undefined,
+        "the worker's answer",
+      );
+      assertEquals(detail.stored, stored);
+    } finally {
+      await host.stopAll();
+    }
+  });
+}

@@ -33,7 +33,7 @@ async function collect(yaml: string, want: number): Promise<Record<string, unkno
     (_src, batch: RecordBatch) => {
       for (const r of splitRows(batch.rows)) rows.push(JSON.parse(dec.decode(r)));
       if (rows.length >= want) done();
-      return Promise.resolve();
+      return Promise.resolve(true);
     },
     () => {},
     createLogger("error", "test", () => {}),

@@ -40,8 +40,8 @@ export interface RecordBatch {
   firstIngestMs: number;
 }
 
-/** Where a Worker's batches go: resolves once they are committed (or dropped). */
-export type BatchHandler = (source: HostedSourceConfig, batch: RecordBatch) => Promise<void>;
+/** Where a Worker's batches go: resolves true once they are committed, false when dropped. */
+export type BatchHandler = (source: HostedSourceConfig, batch: RecordBatch) => Promise<boolean>;
 
 /** What every Worker is started with besides its source entry. */
 export interface HostSettings {
@@ -167,9 +167,15 @@ export class SourceHost {
         st.counters.incomplete_paths = msg.incompletePaths;
         st.last_data_time = new Date().toISOString();
         this.onBatch(slot.config, msg).then(
-          () => worker.postMessage({ type: "committed", batchId: msg.batchId } satisfies ToWorker),
+          (stored) =>
+            worker.postMessage(
+              { type: "committed", batchId: msg.batchId, dropped: !stored } satisfies ToWorker,
+            ),
           (e) => {
-            this.log.error("batch not committed", { source: slot.config.name, error: String(e) });
+            this.log.error("a batch of records was not stored; the source was told", {
+              source: slot.config.name,
+              error: String(e),
+            });
             worker.postMessage(
               { type: "committed", batchId: msg.batchId, dropped: true } satisfies ToWorker,
             );

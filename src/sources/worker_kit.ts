@@ -71,8 +71,8 @@ export class SourceKit {
   #firstMs = 0;
   #batchId = 0;
   #timer: ReturnType<typeof setTimeout> | undefined;
-  #inflight = new Map<number, () => void>();
-  #currentWaiters: Array<() => void> = [];
+  #inflight = new Map<number, (stored: boolean) => void>();
+  #currentWaiters: Array<(stored: boolean) => void> = [];
   #creditWaiters: Array<() => void> = [];
   #closed = false;
 
@@ -124,7 +124,7 @@ export class SourceKit {
     const batchId = ++this.#batchId;
     const waiters = this.#currentWaiters;
     this.#currentWaiters = [];
-    this.#inflight.set(batchId, () => waiters.forEach((w) => w()));
+    this.#inflight.set(batchId, (stored) => waiters.forEach((w) => w(stored)));
     const rows = this.#buf.slice(0, this.#off);
     this.counters.incomplete_paths = this.#normalize.incompletePaths.get(this.opts.source.name) ??
       0;
@@ -140,16 +140,20 @@ export class SourceKit {
     this.#count = 0;
   }
 
-  /** Resolves when everything emitted so far is committed to the spool. */
-  whenCommitted(): Promise<void> {
+  /**
+   * Resolves once everything emitted so far has been answered: true when it is
+   * committed to the spool, false when it was dropped (full-spool policy, spool
+   * failure). A source that acknowledges upstream (MQTT) acks only on true.
+   */
+  whenCommitted(): Promise<boolean> {
     if (this.#count > 0) return new Promise((resolve) => this.#currentWaiters.push(resolve));
-    if (this.#inflight.size === 0) return Promise.resolve();
+    if (this.#inflight.size === 0) return Promise.resolve(true);
     const last = Math.max(...this.#inflight.keys());
     return new Promise((resolve) => {
       const prev = this.#inflight.get(last)!;
-      this.#inflight.set(last, () => {
-        prev();
-        resolve();
+      this.#inflight.set(last, (stored) => {
+        prev(stored);
+        resolve(stored);
       });
     });
   }
@@ -186,11 +190,11 @@ export class SourceKit {
   }
 
   /** Handles a `committed` message from the main thread. */
-  committed(batchId: number): void {
+  committed(batchId: number, dropped = false): void {
     const done = this.#inflight.get(batchId);
     if (!done) return;
     this.#inflight.delete(batchId);
-    done();
+    done(!dropped);
     while (this.hasCredit() && this.#creditWaiters.length > 0) this.#creditWaiters.shift()!();
   }
 
@@ -234,12 +238,15 @@ export function runSourceWorker(
       driver = makeDriver(msg.source, kit, msg.dataDir);
       await driver.start();
     } else if (msg.type === "committed") {
-      kit?.committed(msg.batchId);
+      kit?.committed(msg.batchId, msg.dropped);
     } else if (msg.type === "stop") {
       try {
-        await driver?.stop();
-      } finally {
+        // Ask the driver to stop, then release the kit (a driver waiting for
+        // credit wakes up and sees it is stopping), then wait for the driver.
+        const stopping = driver?.stop();
         kit?.close();
+        await stopping;
+      } finally {
         kit?.status("stopped");
         scope.postMessage({ type: "stopped" });
       }

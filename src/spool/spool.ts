@@ -309,7 +309,9 @@ export class Spool {
   }
 
   #committed(): Promise<void> {
-    if (this.#closed) return Promise.reject(new Error("spool is closed"));
+    if (this.#closed) {
+      return Promise.reject(new Error("the spool is closed (the agent is stopping)"));
+    }
     const p = new Promise<void>((resolve, reject) => {
       this.#pending.waiters.push(resolve);
       this.#pending.failers.push(reject);
@@ -389,13 +391,22 @@ export class Spool {
     }
     this.#pendingSegments = [];
     this.#commitsInFlight++;
-    Promise.all(groups.map((g) => this.#commitGroup(g))).then(
-      () => {
-        for (const g of groups) for (const s of g) this.lane(s.target).committed(s);
-        this.#release(waiting, undefined);
-      },
-      (e) => this.#release(waiting, e instanceof Error ? e : new Error(String(e))),
-    ).finally(() => {
+    Promise.allSettled(groups.map((g) => this.#commitGroup(g))).then((results) => {
+      let failure: Error | undefined;
+      results.forEach((r, i) => {
+        if (r.status === "fulfilled") {
+          for (const s of groups[i]) this.lane(s.target).committed(s);
+        } else {
+          // Not stored: take the rows off the totals; their sources are told.
+          this.#forget(groups[i]);
+          failure ??= new Error(
+            `the spool could not store records (${String(r.reason?.message ?? r.reason)}); ` +
+              `check free disk space and that ${this.opts.path} is writable`,
+          );
+        }
+      });
+      this.#release(waiting, failure);
+    }).finally(() => {
       this.#commitsInFlight--;
       if (
         this.#pendingSegments.length > 0 || this.#open.size > 0 || this.#pending.waiters.length > 0
@@ -411,7 +422,7 @@ export class Spool {
       op.set(["seg", s.target, s.seq], { rows: s.rows, n: s.count, t: s.firstMs });
     }
     const res = await op.commit();
-    if (!res.ok) throw new Error("spool commit was refused");
+    if (!res.ok) throw new Error("Deno KV refused the atomic commit");
   }
 
   #release(p: PendingRows, err: Error | undefined): void {

@@ -21,7 +21,6 @@ import {
   encodeCreateStream,
   EPHEMERAL_STREAM_PATH,
   type RecordTypeName,
-  splitRows,
   varintSize,
 } from "./wire.ts";
 
@@ -436,6 +435,7 @@ export class TargetSender {
    */
   async #runStream(index: number, progress: { acked: boolean }): Promise<void> {
     const token = await this.tokens.get();
+    if (this.#stopped) return; // stopped while the token was fetched: open nothing
     const inflight: Inflight[] = [];
     const st = {
       streamId: undefined as string | undefined,
@@ -564,9 +564,10 @@ export class TargetSender {
         if (!ok) await Promise.race([call.drained(), this.#pause(1000)]);
       }
       call.end();
-      // Give the server a moment to finish the call cleanly.
+      // Give the server a moment to finish the call cleanly, else cancel it.
       const until = Date.now() + 2000;
       while (!st.ended && Date.now() < until) await this.#pause(100);
+      if (!st.ended) call.cancel();
     } catch (e) {
       call.cancel();
       if (st.streamId && st.ended?.code === Code.INVALID_ARGUMENT && inflight.length > 0) {

@@ -20,7 +20,6 @@ export interface SinkOptions {
   workspaceUrl: string;
   clientId: string;
   clientSecret: string;
-  recordType: RecordTypeName;
   maxRecords: number;
   maxBytes: number;
   lingerMs: number;
@@ -45,11 +44,14 @@ export class ZerobusSink {
     private readonly spool: Spool,
     private readonly onEvent: (e: SinkEvent) => void = () => {},
   ) {
-    this.#channel = connectGrpc(opts.endpoint, { userAgent: "otedge/0.1" });
+    // Keep-alive PINGs only every 5 minutes on an idle connection: gRPC servers
+    // commonly refuse more frequent ones (GOAWAY too_many_pings). A dead link
+    // under load is found sooner by the ack timeout.
+    this.#channel = connectGrpc(opts.endpoint, { userAgent: "otedge/0.1", keepaliveMs: 300_000 });
   }
 
-  /** Starts (once) the sender of a target lane. `key` is the lane name (the table's full name). */
-  addTarget(key: string, table: TableRef): TargetSender {
+  /** Starts (once) the sender of a target lane (`key`: the lane name, see `laneName`). */
+  addTarget(key: string, table: TableRef, recordType: RecordTypeName): TargetSender {
     let s = this.senders.get(key);
     if (s) return s;
     const o = this.opts;
@@ -62,7 +64,7 @@ export class ZerobusSink {
     });
     const senderOpts: SenderOptions = {
       table,
-      recordType: o.recordType,
+      recordType,
       maxRecords: o.maxRecords,
       maxBytes: o.maxBytes,
       lingerMs: o.lingerMs,
