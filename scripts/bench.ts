@@ -46,7 +46,7 @@ function freePort(): number {
 }
 
 /** Realistic rows: normalized generator records as the agent would spool them. */
-function sampleRows(n: number): string[] {
+function benchParts() {
   const normalize = createNormalizer({
     enabled: true,
     path_template: "{site}/{area}/{line}/{equipment}/{signal_type}/{tag_name}",
@@ -58,6 +58,11 @@ function sampleRows(n: number): string[] {
     models: ["sine", "ramp", "random_walk", "step"],
     prefix: "tag",
   });
+  return { normalize, next };
+}
+
+function sampleRows(n: number): string[] {
+  const { normalize, next } = benchParts();
   const id = recordIdFactory();
   const src = {
     name: "bench",
@@ -220,17 +225,7 @@ backpressure: { disk_spool: { max_size_mb: 4000 } }
 }
 
 function normalizationRate(): number {
-  const normalize = createNormalizer({
-    enabled: true,
-    path_template: "{site}/{area}/{line}/{equipment}/{signal_type}/{tag_name}",
-    missing_placeholder: "unassigned",
-  });
-  const next = createGeneratorModel({
-    tags: TAGS,
-    recordsPerS: 0,
-    models: ["sine", "ramp", "random_walk", "step"],
-    prefix: "tag",
-  });
+  const { normalize, next } = benchParts();
   const readings = Array.from({ length: 10_000 }, () => next(Date.now() * 1000));
   const src = {
     name: "bench",

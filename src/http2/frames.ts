@@ -373,3 +373,55 @@ export function percentDecode(s: string): string {
   }
   return utf8d.decode(Uint8Array.from(bytes));
 }
+
+/**
+ * Assembles header blocks: a HEADERS frame and the CONTINUATION frames that
+ * follow it on the same stream, up to `maxBlock` bytes. Used by both our
+ * client and the stand-in's server.
+ */
+export class HeaderBlockAssembler {
+  #pending: { id: number; flags: number; parts: Uint8Array[]; size: number } | null = null;
+
+  constructor(private readonly maxBlock: number) {}
+
+  /** True while a header block waits for CONTINUATION frames (no other frame may come). */
+  get pending(): boolean {
+    return this.#pending !== null;
+  }
+
+  /** A HEADERS frame: the whole block, or null when CONTINUATION frames follow. */
+  headers(id: number, flags: number, p: Uint8Array): { flags: number; block: Uint8Array } | null {
+    if (id === 0) throw new H2ConnectionError(H2Error.PROTOCOL_ERROR, "HEADERS on stream 0");
+    let body = unpad(flags, p);
+    if (flags & Flag.PRIORITY) body = body.subarray(5);
+    if (flags & Flag.END_HEADERS) return { flags, block: body };
+    this.#pending = { id, flags, parts: [body.slice()], size: body.length };
+    return null;
+  }
+
+  /** A CONTINUATION frame: the whole block once END_HEADERS arrives, else null. */
+  continuation(
+    id: number,
+    flags: number,
+    p: Uint8Array,
+  ): { flags: number; block: Uint8Array } | null {
+    const c = this.#pending;
+    if (!c || c.id !== id) {
+      throw new H2ConnectionError(H2Error.PROTOCOL_ERROR, "unexpected CONTINUATION");
+    }
+    c.parts.push(p.slice());
+    c.size += p.length;
+    if (c.size > this.maxBlock) {
+      throw new H2ConnectionError(H2Error.ENHANCE_YOUR_CALM, "header block too large");
+    }
+    if (!(flags & Flag.END_HEADERS)) return null;
+    this.#pending = null;
+    const block = new Uint8Array(c.size);
+    let off = 0;
+    for (const part of c.parts) {
+      block.set(part, off);
+      off += part.length;
+    }
+    return { flags: c.flags, block };
+  }
+}

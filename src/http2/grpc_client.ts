@@ -26,6 +26,7 @@ import {
   grpcPrefix,
   H2ConnectionError,
   H2Error,
+  HeaderBlockAssembler,
   MAX_WINDOW,
   percentDecode,
   PREFACE,
@@ -440,7 +441,7 @@ class Connection {
   #sendWindow = DEFAULT_WINDOW;
   #recvCredit = 0;
   #hpack = new HpackDecoder();
-  #continuation: { id: number; flags: number; parts: Uint8Array[]; size: number } | null = null;
+  #headerBlocks = new HeaderBlockAssembler(MAX_HEADER_BLOCK);
   #out = new ChunkQueue();
   /** Bytes of the socket write in progress. */
   #writing = 0;
@@ -821,39 +822,19 @@ class Connection {
 
   #frame(type: number, flags: number, id: number, p: Uint8Array): void {
     this.#lastRead = Date.now();
-    if (this.#continuation && type !== FrameType.CONTINUATION) {
+    if (this.#headerBlocks.pending && type !== FrameType.CONTINUATION) {
       throw new H2ConnectionError(H2Error.PROTOCOL_ERROR, "expected CONTINUATION");
     }
     switch (type) {
       case FrameType.DATA:
         return this.#data(flags, id, p);
       case FrameType.HEADERS: {
-        if (id === 0) throw new H2ConnectionError(H2Error.PROTOCOL_ERROR, "HEADERS on stream 0");
-        let body = unpad(flags, p);
-        if (flags & Flag.PRIORITY) body = body.subarray(5);
-        if (flags & Flag.END_HEADERS) return this.#headers(id, flags, body);
-        this.#continuation = { id, flags, parts: [body.slice()], size: body.length };
-        return;
+        const h = this.#headerBlocks.headers(id, flags, p);
+        return h ? this.#headers(id, h.flags, h.block) : undefined;
       }
       case FrameType.CONTINUATION: {
-        const c = this.#continuation;
-        if (!c || c.id !== id) {
-          throw new H2ConnectionError(H2Error.PROTOCOL_ERROR, "unexpected CONTINUATION");
-        }
-        c.parts.push(p.slice());
-        c.size += p.length;
-        if (c.size > MAX_HEADER_BLOCK) {
-          throw new H2ConnectionError(H2Error.ENHANCE_YOUR_CALM, "header block too large");
-        }
-        if (!(flags & Flag.END_HEADERS)) return;
-        this.#continuation = null;
-        const block = new Uint8Array(c.size);
-        let off = 0;
-        for (const part of c.parts) {
-          block.set(part, off);
-          off += part.length;
-        }
-        return this.#headers(id, c.flags, block);
+        const h = this.#headerBlocks.continuation(id, flags, p);
+        return h ? this.#headers(id, h.flags, h.block) : undefined;
       }
       case FrameType.RST_STREAM: {
         if (p.length !== 4) throw new H2ConnectionError(H2Error.FRAME_SIZE_ERROR, "bad RST_STREAM");

@@ -24,6 +24,7 @@ import {
   GrpcMessageReader,
   H2ConnectionError as ProtocolError,
   H2Error,
+  HeaderBlockAssembler,
   percentEncode,
   PREFACE,
   readU32,
@@ -33,7 +34,7 @@ import {
 } from "../http2/frames.ts";
 import { type CallListener, type CallServer, type ServerCall, Status } from "./call.ts";
 
-const { END_STREAM, ACK, END_HEADERS, PRIORITY: PRIORITY_FLAG } = Flag;
+const { END_STREAM, ACK, END_HEADERS } = Flag;
 
 /** Largest frame payload we accept (advertised in SETTINGS_MAX_FRAME_SIZE). */
 const MAX_FRAME = 1 << 18;
@@ -114,7 +115,7 @@ class Connection {
   #sendWindow = DEFAULT_WINDOW; // connection-level window for our DATA
   #blocked = new Set<H2Call>(); // calls waiting for connection window
   #recvCredit = 0; // consumed bytes not yet returned to the client
-  #continuation: { id: number; flags: number; parts: Uint8Array[]; size: number } | null = null;
+  #headerBlocks = new HeaderBlockAssembler(MAX_HEADER_BLOCK);
   #out: Uint8Array[] = [];
   #writing = false;
   #closed = false;
@@ -174,39 +175,19 @@ class Connection {
   }
 
   #frame(type: number, flags: number, id: number, p: Uint8Array): void {
-    if (this.#continuation && type !== Frame.CONTINUATION) {
+    if (this.#headerBlocks.pending && type !== Frame.CONTINUATION) {
       throw new ProtocolError(H2Error.PROTOCOL_ERROR, "expected CONTINUATION");
     }
     switch (type) {
       case Frame.DATA:
         return this.#data(flags, id, p);
       case Frame.HEADERS: {
-        if (id === 0) throw new ProtocolError(H2Error.PROTOCOL_ERROR, "HEADERS on stream 0");
-        let body = unpad(flags, p);
-        if (flags & PRIORITY_FLAG) body = body.subarray(5);
-        if (flags & END_HEADERS) return this.#headers(id, flags, body);
-        this.#continuation = { id, flags, parts: [body.slice()], size: body.length };
-        return;
+        const h = this.#headerBlocks.headers(id, flags, p);
+        return h ? this.#headers(id, h.flags, h.block) : undefined;
       }
       case Frame.CONTINUATION: {
-        const c = this.#continuation;
-        if (!c || c.id !== id) {
-          throw new ProtocolError(H2Error.PROTOCOL_ERROR, "stray CONTINUATION");
-        }
-        c.parts.push(p.slice());
-        c.size += p.length;
-        if (c.size > MAX_HEADER_BLOCK) {
-          throw new ProtocolError(H2Error.ENHANCE_YOUR_CALM, "header block too large");
-        }
-        if (!(flags & END_HEADERS)) return;
-        this.#continuation = null;
-        const block = new Uint8Array(c.size);
-        let off = 0;
-        for (const part of c.parts) {
-          block.set(part, off);
-          off += part.length;
-        }
-        return this.#headers(id, c.flags, block);
+        const h = this.#headerBlocks.continuation(id, flags, p);
+        return h ? this.#headers(id, h.flags, h.block) : undefined;
       }
       case Frame.RST_STREAM: {
         const call = this.#streams.get(id);
