@@ -35,7 +35,10 @@ export function newBridgeCounters(): BridgeCounters {
 export interface MetricsSource {
   bridge: BridgeCounters;
   spool(): { bytes: number; records: number; max_bytes: number; dead_letters: number };
-  sources(): Record<string, { state: string; records: number; restarts: number }>;
+  sources(): Record<
+    string,
+    { state: string; records: number; restarts: number; counters: { incomplete_paths: number } }
+  >;
   targets(): Record<
     string,
     {
@@ -124,6 +127,16 @@ export function createRegistry(src: MetricsSource): client.Registry {
   gauge("otedge_source_records", "Readings received per source", ["source"], (g) => {
     for (const [name, s] of Object.entries(src.sources())) g.set({ source: name }, s.records);
   });
+  gauge(
+    "otedge_source_incomplete_paths",
+    "Records whose ISA-95 path lacked context (placeholder used), per source",
+    ["source"],
+    (g) => {
+      for (const [name, s] of Object.entries(src.sources())) {
+        g.set({ source: name }, s.counters.incomplete_paths);
+      }
+    },
+  );
   gauge("otedge_source_restarts", "Worker restarts per source", ["source"], (g) => {
     for (const [name, s] of Object.entries(src.sources())) g.set({ source: name }, s.restarts);
   });

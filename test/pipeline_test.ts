@@ -101,6 +101,10 @@ Deno.test("pipeline: every record of three sources arrives once, in its own tabl
     assertEquals(out.apiStatus.zerobus_connected, true);
     assertEquals(out.healthCode, 200);
     assert(/otedge_records_spooled_total 12000/.test(out.prom), "prometheus counter");
+    assert(
+      /otedge_source_incomplete_paths\{source="gen_a"\} 0/.test(out.prom),
+      "incomplete paths gauge",
+    );
   } finally {
     await standIn.stop();
     await Deno.remove(dir, { recursive: true });
