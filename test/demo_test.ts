@@ -233,3 +233,35 @@ Deno.test("demo: both sources stream into their tables, and Ctrl-C stops every p
     await Deno.remove(dir, { recursive: true });
   }
 });
+
+Deno.test("demo: killed with SIGKILL, its stand-in child exits on its own (no orphan)", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "otedge-demo-kill-" });
+  const port = freePort();
+  const demo = new Deno.Command(Deno.execPath(), {
+    args: ["run", "-A", MAIN, "demo", "--port", String(port), "--data-dir", `${dir}/data`],
+    cwd: dir,
+    stdin: "null",
+    stdout: "null",
+    stderr: "null",
+  }).spawn();
+  let children: number[] = [];
+  try {
+    await waitFor(
+      async () => (await fetch(`http://127.0.0.1:${port}/health`)).status === 200,
+      "the demo",
+      30_000,
+    );
+    children = descendants(demo.pid);
+    assert(children.some((pid) => cmdline(pid).includes("zerobus-local")), "the stand-in runs");
+    Deno.kill(demo.pid, "SIGKILL");
+    await demo.status;
+    await waitFor(() => children.every((p) => !alive(p)), "the stand-in to notice and exit", 5000);
+  } finally {
+    for (const p of children.filter(alive)) Deno.kill(p, "SIGKILL");
+    try {
+      Deno.kill(demo.pid, "SIGKILL");
+    } catch { /* gone */ }
+    await demo.status;
+    await Deno.remove(dir, { recursive: true });
+  }
+});
