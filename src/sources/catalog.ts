@@ -6,7 +6,7 @@
 import { z } from "zod";
 import { finishGenerator, generatorFields } from "./generator/schema.ts";
 import { checkOpcua, opcuaFields } from "./opcua/schema.ts";
-import { mqttFields } from "./mqtt/schema.ts";
+import { checkMqtt, mqttFields } from "./mqtt/schema.ts";
 import { modbusFields } from "./modbus/schema.ts";
 
 /** Source names: 1 to 64 letters, digits, `_`, `.` or `-`. */
@@ -36,7 +36,7 @@ function source<P extends string, F extends z.ZodRawShape>(protocol: P, fields: 
 export const SOURCE_SCHEMAS = {
   generator: source("generator", generatorFields).transform(finishGenerator),
   opcua: source("opcua", opcuaFields).superRefine(checkOpcua, ALWAYS),
-  mqtt: source("mqtt", mqttFields),
+  mqtt: source("mqtt", mqttFields).superRefine(checkMqtt, ALWAYS),
   modbus: source("modbus", modbusFields),
 };
 
@@ -65,6 +65,8 @@ export function isSourceProtocol(protocol: string): protocol is SourceProtocol {
  */
 const SOURCE_WORKERS: Partial<Record<SourceProtocol, URL>> = {
   generator: new URL("./generator/worker.ts", import.meta.url),
+  modbus: new URL("./modbus/worker.ts", import.meta.url),
+  mqtt: new URL("./mqtt/worker.ts", import.meta.url),
 };
 
 /** The Worker module URL of a protocol, or undefined when it has none yet. */

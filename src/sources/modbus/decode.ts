@@ -16,10 +16,7 @@
  * a 16-bit value; ABCD and CDAB leave it as is). Strings keep register order;
  * DCBA and BADC put the low byte of each register first. Trailing NULs are cut.
  */
-import type { ModbusDataType } from "./schema.ts";
-
-/** Byte and word orders of multi-byte values. */
-export const MODBUS_BYTE_ORDERS = ["ABCD", "DCBA", "BADC", "CDAB"] as const;
+import type { MODBUS_BYTE_ORDERS, ModbusDataType } from "./schema.ts";
 
 /** A byte/word order. */
 export type ByteOrder = (typeof MODBUS_BYTE_ORDERS)[number];
@@ -144,6 +141,8 @@ export function scaleValue(raw: RawValue, scale = 1, offset = 0): RawValue {
   if (scale === 1 && offset === 0) return raw;
   // Scales like 0.1 divide by their exact inverse: 3 * 0.1 is 0.30000000000000004, 3 / 10 is 0.3.
   const inverse = 1 / scale;
-  const scaled = scale !== 0 && Number.isInteger(inverse) ? Number(raw) / inverse : Number(raw) * scale;
+  const scaled = scale !== 0 && Number.isInteger(inverse)
+    ? Number(raw) / inverse
+    : Number(raw) * scale;
   return scaled + offset;
 }

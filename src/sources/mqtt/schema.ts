@@ -4,6 +4,7 @@
  */
 import { z } from "zod";
 import type { SOURCE_SCHEMAS } from "../catalog.ts";
+import { topicTemplateProblem } from "./topics.ts";
 
 const ENDPOINT =
   /^(?:mqtts?|wss?):\/\/(?:\[[0-9A-Fa-f:.]+\]|[^\s/:?#[\]@]+)(?::(\d{1,5}))?(?:\/\S*)?$/;
@@ -39,6 +40,26 @@ const topicFilter = z.string().superRefine((value, ctx) => {
   if (problem !== undefined) ctx.addIssue({ code: "custom", message: problem });
 });
 
+const topicTemplate = z.string().superRefine((value, ctx) => {
+  const problem = topicTemplateProblem(value);
+  if (problem !== undefined) ctx.addIssue({ code: "custom", message: problem });
+});
+
+/** A dotted field path in a JSON payload: `value`, `data.temp`, `values.0.v`. */
+const fieldPath = z.string().regex(
+  /^[^.\s]+(\.[^.\s]+)*$/,
+  "expected a dotted path like data.value",
+);
+
+/** How payloads are read (see `payload.ts`). */
+export const payloadSchema = z.strictObject({
+  format: z.enum(["auto", "json", "text", "bytes"]).default("auto"),
+  value_path: fieldPath.optional(),
+  timestamp_path: fieldPath.optional(),
+  quality_path: fieldPath.optional(),
+  unit_path: fieldPath.optional(),
+});
+
 /** MQTT-specific keys of a source entry. */
 export const mqttFields = {
   endpoint: z.string().refine(isMqttEndpoint, "expected an mqtt://, mqtts://, ws:// or wss:// URL"),
@@ -46,10 +67,49 @@ export const mqttFields = {
   topics: z.array(topicFilter).min(1),
   username: z.string().min(1).optional(),
   password: z.string().optional(),
+  /** Upgrades mqtt:// to mqtts:// and ws:// to wss:// (same host and port). */
   use_tls: z.boolean().default(false),
+  /** PEM files: CA bundle to trust, client certificate and key (mutual TLS). */
+  ca_file: z.string().min(1).optional(),
+  cert_file: z.string().min(1).optional(),
+  key_file: z.string().min(1).optional(),
+  /** Accept any server certificate (testing only). */
+  insecure: z.boolean().default(false),
+  /** MQTT protocol version: 5 (default) or 3.1.1. */
+  mqtt_version: z.enum(["5", "3.1.1"]).default("5"),
   qos: z.literal([0, 1, 2]).default(1),
+  /** Defaults to `otedge_<source name>`; keep it stable for a persistent session. */
   client_id: z.string().min(1).max(256).optional(),
+  /** Default: false with QoS 1 or 2 (the broker keeps unacknowledged messages), else true. */
+  clean_session: z.boolean().optional(),
+  /** How long the broker keeps a persistent session after a disconnect (MQTT 5). */
+  session_expiry_s: z.number().multipleOf(1).min(0).max(4294967295).default(86400),
+  /** Topic → tag mapping, e.g. `plant/{site}/{area}/{line}/{equipment}/{tag_name}`. */
+  topic_template: topicTemplate.optional(),
+  payload: payloadSchema.default(() => ({ format: "auto" as const })),
+  /** Retained messages (old values replayed on subscribe) get quality uncertain. */
+  retained_as_uncertain: z.boolean().default(true),
+  /** Larger payloads go to the dead-letter store. */
+  max_payload_bytes: z.number().multipleOf(1).min(1).max(268435455).default(1_048_576),
 };
+
+/**
+ * Cross-key checks of an MQTT source entry: a client certificate needs its
+ * key, and the other way round.
+ */
+export function checkMqtt(
+  entry: { cert_file?: string; key_file?: string },
+  ctx: z.RefinementCtx,
+): void {
+  if ((entry.cert_file === undefined) !== (entry.key_file === undefined)) {
+    const missing = entry.cert_file === undefined ? "cert_file" : "key_file";
+    ctx.addIssue({
+      code: "custom",
+      path: [missing],
+      message: "cert_file and key_file go together (mutual TLS)",
+    });
+  }
+}
 
 /** An MQTT source entry after validation and defaults. */
 export type MqttSourceConfig = z.output<typeof SOURCE_SCHEMAS.mqtt>;

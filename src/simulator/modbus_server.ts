@@ -1,0 +1,162 @@
+/**
+ * Modbus TCP server of the simulator (`modbus-serial`'s `ServerTCP` with
+ * vector callbacks), for tests and the demo. Two unit ids, each with 100
+ * holding registers, input registers, coils and discrete inputs (addresses
+ * 0..99; beyond that a read gets exception 2, illegal data address; an unknown
+ * unit id gets exception 11, gateway target failed to respond).
+ *
+ * Initial values (`SIMULATOR_MAP`), all settable:
+ *
+ * | unit | table    | address | value                                  |
+ * | ---- | -------- | ------- | -------------------------------------- |
+ * | 1    | holding  | 0..1    | float32 ABCD 12.5                      |
+ * | 1    | holding  | 2..3    | float32 CDAB 21.75                     |
+ * | 1    | holding  | 4       | int16 235 (23.5 scaled by 10)          |
+ * | 1    | holding  | 5       | int16 -15 (-1.5 scaled by 10)          |
+ * | 1    | holding  | 6..7    | uint32 ABCD 65538                      |
+ * | 1    | input    | 0..1    | float32 ABCD 1.5                       |
+ * | 1    | coil     | 0..3    | true, false, true, true                |
+ * | 1    | discrete | 0..3    | false, true, false, true               |
+ * | 2    | holding  | 0..1    | float32 CDAB 99.5                      |
+ * | 2    | holding  | 2       | int16 -1                               |
+ * | 2    | coil     | 0       | true                                   |
+ */
+import { ServerTCP } from "../sources/modbus/client.ts";
+
+/** Registers (and bits) per table and unit. */
+export const SIMULATOR_TABLE_SIZE = 100;
+
+/** Unit ids the simulator answers. */
+export const SIMULATOR_UNITS = [1, 2] as const;
+
+/** Register words of a float32 in ABCD (big endian) or CDAB (low word first). */
+export function float32Words(value: number, order: "ABCD" | "CDAB" = "ABCD"): number[] {
+  const view = new DataView(new ArrayBuffer(4));
+  view.setFloat32(0, value);
+  const words = [view.getUint16(0), view.getUint16(2)];
+  return order === "ABCD" ? words : [words[1], words[0]];
+}
+
+/** The register word of an int16 (two's complement). */
+export function int16Word(value: number): number {
+  return value & 0xffff;
+}
+
+interface UnitMemory {
+  holding: number[];
+  input: number[];
+  coil: boolean[];
+  discrete: boolean[];
+}
+
+function blankUnit(): UnitMemory {
+  return {
+    holding: new Array(SIMULATOR_TABLE_SIZE).fill(0),
+    input: new Array(SIMULATOR_TABLE_SIZE).fill(0),
+    coil: new Array(SIMULATOR_TABLE_SIZE).fill(false),
+    discrete: new Array(SIMULATOR_TABLE_SIZE).fill(false),
+  };
+}
+
+/** The simulator's initial register map (see the table above). */
+export function initialMemory(): Map<number, UnitMemory> {
+  const u1 = blankUnit();
+  u1.holding.splice(0, 8, ...float32Words(12.5), ...float32Words(21.75, "CDAB"), 235, 0xfff1, 1, 2);
+  u1.input.splice(0, 2, ...float32Words(1.5));
+  u1.coil.splice(0, 4, true, false, true, true);
+  u1.discrete.splice(0, 4, false, true, false, true);
+  const u2 = blankUnit();
+  u2.holding.splice(0, 3, ...float32Words(99.5, "CDAB"), int16Word(-1));
+  u2.coil[0] = true;
+  return new Map([[1, u1], [2, u2]]);
+}
+
+/** A running simulator. */
+export interface ModbusSimulator {
+  port: number;
+  /** Sets holding registers from `address` on (16-bit words). */
+  setHolding(unit: number, address: number, words: number[]): void;
+  /** Sets input registers from `address` on (16-bit words). */
+  setInput(unit: number, address: number, words: number[]): void;
+  /** Sets coils from `address` on. */
+  setCoils(unit: number, address: number, bits: boolean[]): void;
+  /** Sets discrete inputs from `address` on. */
+  setDiscrete(unit: number, address: number, bits: boolean[]): void;
+  /** Requests served so far (reads of any table). */
+  readonly requests: number;
+  /** Closes the listener and every client connection. */
+  stop(): Promise<void>;
+}
+
+/** A Modbus exception the server answers with. */
+function exception(code: number, msg: string): { modbusErrorCode: number; msg: string } {
+  return { modbusErrorCode: code, msg };
+}
+
+/** Starts the Modbus TCP simulator on `host:port` (port must be given; 0 is not supported). */
+export async function startModbusSimulator(
+  opts: { port: number; host?: string },
+): Promise<ModbusSimulator> {
+  if (!Number.isInteger(opts.port) || opts.port < 1 || opts.port > 65535) {
+    throw new Error(`the Modbus simulator needs a port 1..65535, got ${opts.port}`);
+  }
+  const memory = initialMemory();
+  let requests = 0;
+
+  function table<K extends keyof UnitMemory>(unit: number, name: K): UnitMemory[K] {
+    const m = memory.get(unit);
+    if (!m) throw exception(11, `unit ${unit} does not answer`);
+    return m[name];
+  }
+  function span<K extends keyof UnitMemory>(unit: number, name: K, addr: number, n: number) {
+    const t = table(unit, name);
+    if (addr < 0 || addr + n > t.length) {
+      throw exception(2, `${name} ${addr}..${addr + n - 1} is outside 0..${t.length - 1}`);
+    }
+    requests++;
+    return t.slice(addr, addr + n) as UnitMemory[K];
+  }
+  function set<K extends keyof UnitMemory>(
+    unit: number,
+    name: K,
+    addr: number,
+    values: UnitMemory[K],
+  ): void {
+    const t = table(unit, name);
+    if (addr < 0 || addr + values.length > t.length) {
+      throw new RangeError(`${name} ${addr}+${values.length} is outside 0..${t.length - 1}`);
+    }
+    t.splice(addr, values.length, ...(values as never[]));
+  }
+
+  const server = new ServerTCP({
+    getHoldingRegister: (addr: number, unit: number) => span(unit, "holding", addr, 1)[0],
+    getMultipleHoldingRegisters: (addr: number, n: number, unit: number) =>
+      span(unit, "holding", addr, n),
+    getInputRegister: (addr: number, unit: number) => span(unit, "input", addr, 1)[0],
+    getMultipleInputRegisters: (addr: number, n: number, unit: number) =>
+      span(unit, "input", addr, n),
+    getCoil: (addr: number, unit: number) => span(unit, "coil", addr, 1)[0],
+    getDiscreteInput: (addr: number, unit: number) => span(unit, "discrete", addr, 1)[0],
+  }, { host: opts.host ?? "127.0.0.1", port: opts.port, unitID: 255 });
+
+  await new Promise<void>((resolve, reject) => {
+    server.on("initialized", () => resolve());
+    server.on("serverError", (e) => reject(e));
+  });
+  // Connection resets while stopping are expected; do not let them surface as errors.
+  server.on("socketError", () => {});
+  server.on("error", () => {});
+
+  return {
+    port: opts.port,
+    setHolding: (unit, address, words) => set(unit, "holding", address, words),
+    setInput: (unit, address, words) => set(unit, "input", address, words),
+    setCoils: (unit, address, bits) => set(unit, "coil", address, bits),
+    setDiscrete: (unit, address, bits) => set(unit, "discrete", address, bits),
+    get requests() {
+      return requests;
+    },
+    stop: () => new Promise<void>((resolve) => server.close(() => resolve())),
+  };
+}

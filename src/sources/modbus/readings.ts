@@ -1,0 +1,105 @@
+/**
+ * Responses to readings: one reading per tag of a read, decoded and scaled, or
+ * one bad reading per tag when the read failed. Quality codes are the Modbus
+ * exception code (1 illegal function, 2 illegal data address, 3 illegal data
+ * value, 4 device failure, 6 busy, 10 gateway path unavailable, 11 gateway
+ * target failed to respond, ...) or one of the agent's own codes below.
+ */
+import type { ValueType } from "../../record.ts";
+import type { Reading } from "../worker_protocol.ts";
+import { decodeWords, isIntegerType, scaleValue } from "./decode.ts";
+import { isBitTable, type ModbusTag, type ReadRequest } from "./plan.ts";
+
+/** No response within `timeout_ms`. */
+export const MODBUS_TIMEOUT_CODE = 256;
+/** No connection (refused, closed, or lost while the read was pending). */
+export const MODBUS_DISCONNECTED_CODE = 257;
+/** A response that could not be decoded (wrong length, CRC, unexpected frame). */
+export const MODBUS_BAD_RESPONSE_CODE = 258;
+
+/** The quality code of a failed read: the exception code, or one of the agent's own codes. */
+export function errorCode(err: unknown): number {
+  const e = (err ?? {}) as { modbusCode?: unknown; errno?: unknown; message?: unknown };
+  if (typeof e.modbusCode === "number" && e.modbusCode > 0) return e.modbusCode;
+  const message = typeof e.message === "string" ? e.message : String(err);
+  if (e.errno === "ETIMEDOUT" || /timed out/i.test(message)) return MODBUS_TIMEOUT_CODE;
+  if (/crc|length|unexpected|data length/i.test(message)) return MODBUS_BAD_RESPONSE_CODE;
+  return MODBUS_DISCONNECTED_CODE;
+}
+
+/** A short text for an error of the client library. */
+export function errorText(err: unknown): string {
+  if (err instanceof Error) return err.message;
+  const e = err as { message?: unknown } | null;
+  return typeof e?.message === "string" ? e.message : String(err);
+}
+
+function valueTypeOf(tag: ModbusTag, value: unknown): ValueType {
+  if (typeof value === "boolean") return "bool";
+  if (typeof value === "string") return "string";
+  const integral = isIntegerType(tag.format.dataType) &&
+    Number.isInteger(tag.scale ?? 1) && Number.isInteger(tag.offset ?? 0);
+  return integral ? "int" : "float";
+}
+
+function baseOf(tag: ModbusTag, eventTime: number): Omit<Reading, "value" | "quality_code"> {
+  return {
+    address: tag.path,
+    tag_name: tag.name,
+    event_time: eventTime,
+    unit: tag.unit,
+    signal_type: tag.signalType,
+  };
+}
+
+/**
+ * Readings of a successful read: `data` is the registers (or bits) from
+ * `req.address`. A tag whose value does not decode gets a bad reading.
+ */
+export function readingsOf(
+  req: ReadRequest,
+  data: ArrayLike<number | boolean>,
+  eventTime: number,
+): Reading[] {
+  return req.tags.map((tag) => {
+    const at = tag.address - req.address;
+    try {
+      if (data.length < at + tag.width) {
+        throw new RangeError(`response has ${data.length} values, tag needs ${at + tag.width}`);
+      }
+      const raw = isBitTable(req.table) ? Boolean(data[at]) : decodeWords(
+        Array.from({ length: tag.width }, (_, i) => Number(data[at + i])),
+        tag.format,
+      );
+      const value = scaleValue(raw, tag.scale, tag.offset);
+      return {
+        ...baseOf(tag, eventTime),
+        value,
+        value_type: valueTypeOf(tag, value),
+        quality_code: 0,
+      };
+    } catch (e) {
+      return {
+        ...baseOf(tag, eventTime),
+        value: null,
+        quality_code: MODBUS_BAD_RESPONSE_CODE,
+        metadata: { error: errorText(e) },
+      };
+    }
+  });
+}
+
+/** One bad reading per tag of a failed read, with `code` as quality_code. */
+export function failedReadings(
+  req: ReadRequest,
+  code: number,
+  error: string,
+  eventTime: number,
+): Reading[] {
+  return req.tags.map((tag) => ({
+    ...baseOf(tag, eventTime),
+    value: null,
+    quality_code: code,
+    metadata: { error },
+  }));
+}

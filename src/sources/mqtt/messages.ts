@@ -1,0 +1,71 @@
+/**
+ * One MQTT message → readings: the size limit, the payload decoder, the topic
+ * mapping and the retained-message rule, compiled once per source.
+ */
+import type { Reading } from "../worker_protocol.ts";
+import { decodePayload, type PayloadOptions, QUALITY_CODES } from "./payload.ts";
+import { compileTopicMapper } from "./topics.ts";
+
+/** The source settings a message reader needs. */
+export interface MessageReaderConfig {
+  topic_template?: string;
+  payload: PayloadOptions;
+  retained_as_uncertain: boolean;
+  max_payload_bytes: number;
+}
+
+/** What the broker says about a message besides topic and payload. */
+export interface MessageFlags {
+  qos: number;
+  retain: boolean;
+}
+
+/** The readings of a message, or why it goes to the dead-letter store. */
+export type MessageResult =
+  | { ok: true; readings: Reading[] }
+  | { ok: false; reason: string };
+
+/**
+ * Compiles the settings into a message → readings function. Retained
+ * messages (values the broker replays on subscribe) get quality uncertain
+ * unless the payload says bad, and quality_code 1 unless it has its own.
+ */
+export function compileMessageReader(
+  cfg: MessageReaderConfig,
+): (topic: string, payload: Uint8Array, flags: MessageFlags) => MessageResult {
+  const tagOf = compileTopicMapper(cfg.topic_template);
+  return (topic, payload, flags) => {
+    if (payload.length > cfg.max_payload_bytes) {
+      return {
+        ok: false,
+        reason:
+          `payload of ${payload.length} bytes exceeds max_payload_bytes ${cfg.max_payload_bytes}`,
+      };
+    }
+    const decoded = decodePayload(payload, cfg.payload);
+    if (!decoded.ok) return decoded;
+    const tag = tagOf(topic);
+    const retainedUncertain = flags.retain && cfg.retained_as_uncertain;
+    const metadata = flags.retain ? `{"qos":${flags.qos},"retained":true}` : `{"qos":${flags.qos}}`;
+    const readings = decoded.values.map((v): Reading => {
+      const r: Reading = {
+        address: topic,
+        tag_name: v.name ?? tag.tag_name,
+        value: v.value,
+        quality_code: v.quality_code ?? 0,
+        metadata,
+      };
+      if (v.value_type) r.value_type = v.value_type;
+      if (v.event_time !== undefined) r.event_time = v.event_time;
+      if (v.quality) r.quality = v.quality;
+      if (v.unit) r.unit = v.unit;
+      if (tag.context) r.context = tag.context;
+      if (retainedUncertain && r.quality !== "bad") {
+        r.quality = "uncertain";
+        r.quality_code = v.quality_code ?? QUALITY_CODES.uncertain;
+      }
+      return r;
+    });
+    return { ok: true, readings };
+  };
+}

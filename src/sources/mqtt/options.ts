@@ -1,0 +1,62 @@
+/** mqtt.js client options from an MQTT source entry (URL, session, TLS files). */
+import type { IClientOptions } from "mqtt";
+
+/** The source keys the client options come from. */
+export interface ClientConfig {
+  name: string;
+  endpoint: string;
+  username?: string;
+  password?: string;
+  use_tls: boolean;
+  ca_file?: string;
+  cert_file?: string;
+  key_file?: string;
+  insecure: boolean;
+  mqtt_version: "5" | "3.1.1";
+  qos: 0 | 1 | 2;
+  client_id?: string;
+  clean_session?: boolean;
+  session_expiry_s: number;
+}
+
+/** The broker URL: `use_tls` upgrades mqtt:// to mqtts:// and ws:// to wss://. */
+export function brokerUrl(cfg: Pick<ClientConfig, "endpoint" | "use_tls">): string {
+  if (!cfg.use_tls) return cfg.endpoint;
+  return cfg.endpoint.replace(/^mqtt:\/\//, "mqtts://").replace(/^ws:\/\//, "wss://");
+}
+
+/** Client id: the configured one, else `otedge_<source name>` (stable across restarts). */
+export function clientIdOf(cfg: Pick<ClientConfig, "name" | "client_id">): string {
+  return cfg.client_id ?? `otedge_${cfg.name}`;
+}
+
+/** Clean session: the configured value, else false with QoS 1 or 2 and true with QoS 0. */
+export function cleanSessionOf(cfg: Pick<ClientConfig, "qos" | "clean_session">): boolean {
+  return cfg.clean_session ?? cfg.qos === 0;
+}
+
+/**
+ * Builds the mqtt.js options. Reconnection is left to the caller
+ * (`reconnectPeriod: 0`) so it can use backoff with jitter.
+ */
+export async function clientOptions(cfg: ClientConfig): Promise<IClientOptions> {
+  const v5 = cfg.mqtt_version === "5";
+  const clean = cleanSessionOf(cfg);
+  const opts: IClientOptions = {
+    clientId: clientIdOf(cfg),
+    protocolVersion: v5 ? 5 : 4,
+    clean,
+    reconnectPeriod: 0,
+    connectTimeout: 10_000,
+    keepalive: 30,
+    resubscribe: false,
+    rejectUnauthorized: !cfg.insecure,
+  };
+  if (v5 && !clean) opts.properties = { sessionExpiryInterval: cfg.session_expiry_s };
+  if (cfg.username !== undefined) opts.username = cfg.username;
+  if (cfg.password !== undefined) opts.password = cfg.password;
+  if (cfg.ca_file) opts.ca = await Deno.readTextFile(cfg.ca_file);
+  if (cfg.cert_file) opts.cert = await Deno.readTextFile(cfg.cert_file);
+  if (cfg.key_file) opts.key = await Deno.readTextFile(cfg.key_file);
+  return opts;
+}

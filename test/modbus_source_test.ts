@@ -1,0 +1,244 @@
+/**
+ * The Modbus source in its real Worker under the real host, against the
+ * simulator's Modbus TCP server on 127.0.0.1: decoded values and types, tag
+ * paths, exception codes as bad quality, reconnect after a server restart.
+ */
+import { assert, assertEquals } from "./assert.ts";
+import { freePort, waitFor } from "./helpers.ts";
+import { loadConfigText } from "../src/config/load.ts";
+import { createLogger } from "../src/log.ts";
+import { type RecordBatch, SourceHost } from "../src/sources/host.ts";
+import { splitRows } from "../src/sinks/zerobus/wire.ts";
+import { float32Words, startModbusSimulator } from "../src/simulator/modbus_server.ts";
+import { MODBUS_DISCONNECTED_CODE } from "../src/sources/modbus/readings.ts";
+
+type Row = Record<string, unknown>;
+
+/** Runs the first source of `yaml` under a SourceHost; rows land in `rows`. */
+async function runSource(yaml: string) {
+  const res = loadConfigText(yaml, { env: {} });
+  if (!res.ok) throw new Error(res.errors.join("\n"));
+  const rows: Row[] = [];
+  const dec = new TextDecoder();
+  const dataDir = await Deno.makeTempDir();
+  const host = new SourceHost(
+    (_src, batch: RecordBatch) => {
+      for (const r of splitRows(batch.rows)) rows.push(JSON.parse(dec.decode(r)));
+      return Promise.resolve(true);
+    },
+    () => {},
+    createLogger("error", "test", () => {}),
+    { dataDir, normalization: res.config.normalization, maxRows: 100, recordType: "json" },
+  );
+  await host.start(res.config.sources[0] as never);
+  return {
+    rows,
+    host,
+    async stop() {
+      await host.stopAll();
+      await Deno.remove(dataDir, { recursive: true });
+    },
+  };
+}
+
+/** The newest row per address among `rows` from index `from` on. */
+function latest(rows: Row[], from = 0): Map<string, Row> {
+  const out = new Map<string, Row>();
+  for (const r of rows.slice(from)) out.set(r.address as string, r);
+  return out;
+}
+
+function source(port: number, registers: string, extra = ""): string {
+  return `sources:
+  - name: plc
+    protocol: modbus
+    endpoint: modbus://127.0.0.1:${port}
+    polling_interval_ms: 100
+    timeout_ms: 500
+${extra}    registers:
+${registers}`;
+}
+
+Deno.test("modbus source: values, types and tag paths as the simulator serves them", async () => {
+  const port = freePort();
+  const sim = await startModbusSimulator({ port });
+  const run = await runSource(source(
+    port,
+    `      - {address: 0, type: holding, data_type: float32, name: temp, unit: degC, signal_type: temperature}
+      - {address: 2, type: holding, data_type: float32, byte_order: CDAB, name: flow}
+      - {address: 4, type: holding, data_type: int16, scale: 0.1, name: pressure, unit: bar}
+      - {address: 5, type: holding, data_type: int16, scale: 0.1}
+      - {address: 6, type: holding, data_type: uint32}
+      - {address: 0, type: input, data_type: float32, name: in0}
+      - {address: 0, count: 4, type: coil}
+      - {address: 0, count: 4, type: discrete, name: di}
+      - {address: 0, type: holding, data_type: float, byte_order: CDAB, unit_id: 2, name: level}
+      - {address: 2, type: holding, data_type: int16, unit_id: 2}
+`,
+  ));
+  try {
+    const want: Array<[string, string, unknown, string]> = [
+      ["1/holding/0", "temp", 12.5, "float"],
+      ["1/holding/2", "flow", 21.75, "float"],
+      ["1/holding/4", "pressure", 23.5, "float"],
+      ["1/holding/5", "holding_5", -1.5, "float"],
+      ["1/holding/6", "holding_6", 65538, "int"],
+      ["1/input/0", "in0", 1.5, "float"],
+      ["1/coil/0", "coil_0", true, "bool"],
+      ["1/coil/1", "coil_1", false, "bool"],
+      ["1/coil/2", "coil_2", true, "bool"],
+      ["1/coil/3", "coil_3", true, "bool"],
+      ["1/discrete/0", "di_0", false, "bool"],
+      ["1/discrete/3", "di_3", true, "bool"],
+      ["2/holding/0", "level", 99.5, "float"],
+      ["2/holding/2", "holding_2", -1, "int"],
+    ];
+    const seen = await waitFor(
+      () => {
+        const m = latest(run.rows);
+        return want.every(([a]) => m.has(a)) ? m : undefined;
+      },
+      "a row for every tag",
+      10_000,
+    );
+    for (const [address, name, value, type] of want) {
+      const r = seen.get(address)!;
+      const got = type === "bool" ? r.value_bool : r.value_num;
+      assertEquals([r.tag_name, got, r.value_type, r.quality, r.quality_code], [
+        name,
+        value,
+        type,
+        "good",
+        0,
+      ], address);
+    }
+    const temp = seen.get("1/holding/0")!;
+    assertEquals([temp.unit, temp.signal_type, temp.source_protocol], [
+      "degC",
+      "temperature",
+      "modbus",
+    ]);
+    assert(Math.abs((temp.event_time as number) / 1000 - Date.now()) < 10_000, "event_time in µs");
+    assertEquals(run.host.status().plc.state, "connected");
+
+    // A value set on the server shows up in a later poll.
+    sim.setHolding(1, 0, float32Words(-40.25));
+    sim.setCoils(1, 1, [true]);
+    const from = run.rows.length;
+    const next = await waitFor(
+      () => {
+        const m = latest(run.rows, from);
+        return m.get("1/holding/0")?.value_num === -40.25 && m.get("1/coil/1")?.value_bool === true;
+      },
+      "the new values",
+      10_000,
+    );
+    assert(next);
+  } finally {
+    await run.stop();
+    await sim.stop();
+  }
+});
+
+Deno.test("modbus source: polls follow the interval without drift", async () => {
+  const port = freePort();
+  const sim = await startModbusSimulator({ port });
+  const run = await runSource(source(port, "      - {address: 0, type: holding}\n"));
+  try {
+    await waitFor(() => run.rows.length >= 11, "11 polls", 10_000);
+    const times = run.rows.slice(0, 11).map((r) => (r.event_time as number) / 1000);
+    const span = times[10] - times[0];
+    assert(span > 900 && span < 1100, `10 intervals of 100 ms took ${span} ms`);
+  } finally {
+    await run.stop();
+    await sim.stop();
+  }
+});
+
+Deno.test("modbus source: an illegal address gives quality bad with exception code 2 per tag", async () => {
+  const port = freePort();
+  const sim = await startModbusSimulator({ port });
+  const run = await runSource(
+    source(
+      port,
+      `      - {address: 98, count: 4, type: holding}
+      - {address: 0, type: holding, data_type: float32, name: temp}
+      - {address: 0, type: holding, unit_id: 7, name: ghost}
+`,
+      "    max_gap: 2\n",
+    ),
+  );
+  try {
+    const want = ["1/holding/98", "1/holding/99", "1/holding/100", "1/holding/101"];
+    const seen = await waitFor(
+      () => {
+        const m = latest(run.rows);
+        return [...want, "1/holding/0", "7/holding/0"].every((a) => m.has(a)) ? m : undefined;
+      },
+      "rows of every tag",
+      10_000,
+    );
+    for (const a of want) {
+      const r = seen.get(a)!;
+      assertEquals([r.quality, r.quality_code, r.value_num], ["bad", 2, null], a);
+      assert(String(r.metadata).includes("Illegal data address"), String(r.metadata));
+    }
+    const ghost = seen.get("7/holding/0")!;
+    assertEquals([ghost.quality, ghost.quality_code], ["bad", 11], "unknown unit id: exception 11");
+    const ok = seen.get("1/holding/0")!;
+    assertEquals([ok.quality, ok.value_num], ["good", 12.5], "the other read is unaffected");
+    assertEquals(run.host.status().plc.state, "connected");
+  } finally {
+    await run.stop();
+    await sim.stop();
+  }
+});
+
+Deno.test("modbus source: reconnects after the server restarts on the same port", async () => {
+  const port = freePort();
+  let sim = await startModbusSimulator({ port });
+  const run = await runSource(source(port, "      - {address: 0, type: holding, name: w}\n"));
+  try {
+    await waitFor(() => run.rows.some((r) => r.quality === "good"), "first good row", 10_000);
+    await sim.stop();
+    const down = await waitFor(
+      () => {
+        const st = run.host.status().plc;
+        return st.state === "error" || st.state === "disconnected" ? st : undefined;
+      },
+      "the source noticing the server is gone",
+      10_000,
+    );
+    assert(down.last_error?.includes(`127.0.0.1:${port}`), `${down.last_error}`);
+    const lost = await waitFor(
+      () => run.rows.find((r) => r.quality_code === MODBUS_DISCONNECTED_CODE),
+      "a bad row for the lost connection",
+      10_000,
+    );
+    assertEquals([lost.quality, lost.address, lost.value_num], ["bad", "1/holding/0", null]);
+    await waitFor(
+      () => run.host.status().plc.state === "error",
+      "a failed reconnect attempt",
+      10_000,
+    );
+    assert(
+      /connect to 127\.0\.0\.1:\d+ failed: .*(refused|ECONNREFUSED)/i.test(
+        run.host.status().plc.last_error ?? "",
+      ),
+      `${run.host.status().plc.last_error}`,
+    );
+    sim = await startModbusSimulator({ port });
+    sim.setHolding(1, 0, [4242]);
+    await waitFor(
+      () => run.rows.some((r) => r.value_num === 4242 && r.quality === "good"),
+      "a good row from the restarted server",
+      15_000,
+    );
+    const st = run.host.status().plc;
+    assertEquals(st.state, "connected");
+    assert(st.counters.reconnects >= 1, `reconnects ${st.counters.reconnects}`);
+  } finally {
+    await run.stop();
+    await sim.stop();
+  }
+});

@@ -1,0 +1,249 @@
+/**
+ * The MQTT source in its real Worker under the real host, against Mosquitto
+ * started here on a free 127.0.0.1 port: QoS 0/1/2 delivery, topic template,
+ * Kepware shape, retained values, dead letters, and acknowledgement only
+ * after the spool commit (redelivery from a persistent session).
+ */
+import mqtt from "mqtt";
+import { assert, assertEquals } from "./assert.ts";
+import { freePort, waitFor } from "./helpers.ts";
+import { mosquittoPath, startMosquitto } from "./mosquitto.ts";
+import { loadConfigValue } from "../src/config/load.ts";
+import { createLogger } from "../src/log.ts";
+import { type BatchHandler, SourceHost, type SourceStatus } from "../src/sources/host.ts";
+import { splitRows } from "../src/sinks/zerobus/wire.ts";
+
+const hasMosquitto = mosquittoPath() !== undefined;
+const needs = hasMosquitto ? "" : " (ignored: mosquitto is not installed)";
+if (!hasMosquitto) console.log("mqtt_source_test: mosquitto not installed; broker tests ignored");
+
+type Row = Record<string, unknown>;
+
+interface Running {
+  host: SourceHost;
+  rows: Row[];
+  deadLetters: Array<{ reason: string; item: string; detail?: Record<string, unknown> }>;
+  status(): SourceStatus;
+}
+
+/** Starts one MQTT source (validated through the config schema) under a SourceHost. */
+async function runSource(
+  source: Record<string, unknown>,
+  answer: (rows: Row[]) => Promise<boolean> = () => Promise.resolve(true),
+): Promise<Running> {
+  const res = loadConfigValue({ sources: [{ name: "m", protocol: "mqtt", ...source }] }, {
+    env: {},
+  });
+  if (!res.ok) throw new Error(res.errors.join("\n"));
+  const rows: Row[] = [];
+  const deadLetters: Running["deadLetters"] = [];
+  const dec = new TextDecoder();
+  const onBatch: BatchHandler = (_src, batch) => {
+    const got = [...splitRows(batch.rows)].map((r) => JSON.parse(dec.decode(r)) as Row);
+    rows.push(...got);
+    return answer(got);
+  };
+  const host = new SourceHost(
+    onBatch,
+    (_name, reason, item, detail) => deadLetters.push({ reason, item, detail }),
+    createLogger("error", "test", () => {}),
+    {
+      dataDir: "/tmp",
+      normalization: res.config.normalization,
+      maxRows: 100,
+      recordType: "json",
+      workerUrl: () => new URL("../src/sources/mqtt/worker.ts", import.meta.url),
+    },
+  );
+  await host.start(res.config.sources[0] as never);
+  return { host, rows, deadLetters, status: () => host.status().m };
+}
+
+async function publisher(url: string) {
+  return await mqtt.connectAsync(url, { protocolVersion: 5, reconnectPeriod: 0 });
+}
+
+function connected(r: Running) {
+  return waitFor(
+    () => r.status()?.state === "connected" && r.status().detail.subscriptions,
+    "the source connected and subscribed",
+    10_000,
+  );
+}
+
+const byTag = (rows: Row[], tag: string) => rows.find((r) => r.tag_name === tag);
+
+Deno.test({
+  name: `mqtt: JSON, numbers, booleans, Kepware, retained and a dead letter at QoS 0/1/2${needs}`,
+  ignore: !hasMosquitto,
+  async fn() {
+    const broker = await startMosquitto();
+    const pub = await publisher(broker.url);
+    let src: Running | undefined;
+    try {
+      await pub.publishAsync("plant/s1/a1/l1/e1/level", "42", { qos: 1, retain: true });
+      src = await runSource({
+        endpoint: broker.url,
+        topics: ["plant/#"],
+        qos: 2,
+        site: "fallback_site",
+        topic_template: "plant/{site}/{area}/{line}/{equipment}/{tag_name}",
+      });
+      await connected(src);
+      await pub.publishAsync(
+        "plant/s1/a1/l1/e1/temp",
+        JSON.stringify({ value: 21.5, unit: "degC", timestamp: "2024-01-02T03:04:05Z" }),
+        { qos: 0 },
+      );
+      await pub.publishAsync("plant/s1/a1/l1/e1/pressure", "3.25", { qos: 1 });
+      await pub.publishAsync("plant/s1/a1/l1/e1/running", "true", { qos: 2 });
+      await pub.publishAsync(
+        "plant/kepware",
+        JSON.stringify({
+          timestamp: 1700000000000,
+          values: [
+            { id: "Channel1.Device1.Speed", v: 1200, q: true, t: 1700000000123 },
+            { id: "Channel1.Device1.Mode", v: "auto", q: false, t: 1700000000456 },
+          ],
+        }),
+        { qos: 1 },
+      );
+      await pub.publishAsync("plant/s1/a1/l1/e1/broken", '{"value": 1,', { qos: 1 });
+      await waitFor(() => src!.rows.length >= 6 && src!.deadLetters.length >= 1, "6 rows", 10_000);
+      const rows = src.rows;
+
+      const level = byTag(rows, "level")!;
+      assertEquals([level.value_num, level.quality, level.quality_code], [42, "uncertain", 1]);
+      assert(String(level.metadata).includes('"retained":true'));
+
+      const temp = byTag(rows, "temp")!;
+      assertEquals(temp.tag_path, "s1/a1/l1/e1/temperature/temp");
+      assertEquals([temp.value_num, temp.unit, temp.quality], [21.5, "degC", "good"]);
+      assertEquals(temp.event_time, Date.parse("2024-01-02T03:04:05Z") * 1000);
+      assertEquals(temp.address, "plant/s1/a1/l1/e1/temp");
+
+      const pressure = byTag(rows, "pressure")!;
+      assertEquals([pressure.value_num, pressure.value_type], [3.25, "float"]);
+      assert(String(pressure.metadata).includes('"qos":1'));
+
+      const running = byTag(rows, "running")!;
+      assertEquals([running.value_bool, running.value_type], [true, "bool"]);
+      assert(String(running.metadata).includes('"qos":2'));
+
+      const speed = byTag(rows, "channel1_device1_speed")!;
+      assertEquals([speed.value_num, speed.quality, speed.event_time], [
+        1200,
+        "good",
+        1700000000123000,
+      ]);
+      assertEquals(speed.site, "fallback_site", "unmatched topic: source context");
+      const mode = byTag(rows, "channel1_device1_mode")!;
+      assertEquals([mode.value_str, mode.quality], ["auto", "bad"]);
+
+      assertEquals(src.deadLetters.length, 1);
+      assert(src.deadLetters[0].reason.startsWith("payload is not valid JSON"));
+      assertEquals(src.deadLetters[0].item, '{"value": 1,');
+      assertEquals(src.deadLetters[0].detail?.topic, "plant/s1/a1/l1/e1/broken");
+      assertEquals(rows.length, 6, "nothing else arrived");
+    } finally {
+      await src?.host.stopAll();
+      await pub.endAsync();
+      await broker.stop();
+    }
+  },
+});
+
+for (const [version, qos] of [["5", 1], ["5", 2], ["3.1.1", 1]] as const) {
+  Deno.test({
+    name:
+      `mqtt ${version}: QoS ${qos} is acknowledged only after the spool commit (redelivered after a restart)${needs}`,
+    ignore: !hasMosquitto,
+    async fn() {
+      const broker = await startMosquitto();
+      const pub = await publisher(broker.url);
+      const source = {
+        endpoint: broker.url,
+        topics: ["hold/#"],
+        qos,
+        mqtt_version: version,
+        client_id: `hold_${qos}_${version}`,
+      };
+      let held: Running | undefined;
+      let again: Running | undefined;
+      let third: Running | undefined;
+      try {
+        // Run 1: the spool never answers, so the message must stay unacknowledged.
+        held = await runSource(source, () => new Promise<boolean>(() => {}));
+        await connected(held);
+        await pub.publishAsync("hold/x/counter", "7", { qos });
+        await waitFor(() => held!.rows.length === 1, "the held batch", 10_000);
+        await held.host.stopAll();
+
+        // Run 2, same client id and persistent session: the broker redelivers; now it is committed.
+        again = await runSource(source);
+        await waitFor(() => again!.rows.length >= 1, "the redelivered message", 10_000);
+        assertEquals([again.rows[0].tag_name, again.rows[0].value_num], ["counter", 7]);
+        await new Promise((r) => setTimeout(r, 300));
+        await again.host.stopAll();
+
+        // Run 3: it was acknowledged after the commit, so nothing comes back.
+        third = await runSource(source);
+        await connected(third);
+        await pub.publishAsync("hold/x/counter", "8", { qos });
+        await waitFor(() => third!.rows.length >= 1, "the next message", 10_000);
+        await new Promise((r) => setTimeout(r, 300));
+        assertEquals(third.rows.map((r) => r.value_num), [8]);
+      } finally {
+        await held?.host.stopAll();
+        await again?.host.stopAll();
+        await third?.host.stopAll();
+        await pub.endAsync();
+        await broker.stop();
+      }
+    },
+  });
+}
+
+Deno.test({
+  name: `mqtt: payloads over max_payload_bytes go to the dead-letter store${needs}`,
+  ignore: !hasMosquitto,
+  async fn() {
+    const broker = await startMosquitto();
+    const pub = await publisher(broker.url);
+    let src: Running | undefined;
+    try {
+      src = await runSource({
+        endpoint: broker.url,
+        topics: ["big/#"],
+        qos: 1,
+        clean_session: true,
+        max_payload_bytes: 16,
+      });
+      await connected(src);
+      await pub.publishAsync("big/a", "x".repeat(17), { qos: 1 });
+      await pub.publishAsync("big/b", "small", { qos: 1 });
+      await waitFor(() => src!.rows.length >= 1 && src!.deadLetters.length >= 1, "both", 10_000);
+      assertEquals(src.rows.map((r) => [r.tag_name, r.value_str]), [["b", "small"]]);
+      assertEquals(src.deadLetters[0].reason, "payload of 17 bytes exceeds max_payload_bytes 16");
+      assertEquals(src.deadLetters[0].detail?.topic, "big/a");
+    } finally {
+      await src?.host.stopAll();
+      await pub.endAsync();
+      await broker.stop();
+    }
+  },
+});
+
+Deno.test("mqtt: a broker that is not there is reported as connection refused", async () => {
+  const src = await runSource({ endpoint: `mqtt://127.0.0.1:${freePort()}`, topics: ["a/#"] });
+  try {
+    const st = await waitFor(
+      () => src.status()?.last_error?.includes("connection refused") ? src.status() : undefined,
+      "the refused connection",
+      10_000,
+    );
+    assert(st.last_error!.startsWith("connection refused by mqtt://127.0.0.1:"), st.last_error!);
+  } finally {
+    await src.host.stopAll();
+  }
+});
