@@ -1,5 +1,5 @@
 /**
- * `otedge demo`: the simulator, the local Zerobus stand-in (a child process)
+ * `otedge demo`: the simulator and the local Zerobus stand-in (child processes)
  * and the agent with config/demo.yaml, started together; Ctrl-C stops all.
  */
 import { parseArgs } from "node:util";
@@ -23,17 +23,31 @@ export async function runDemo(args: string[]): Promise<number> {
     "ready",
   );
   const ready = standIn.ready as { endpoint: string; workspace_url: string };
+  let simulator: SelfProcess;
+  try {
+    simulator = await spawnSelf(["simulate", "--port", "0", "--modbus-port", "0"], "ready");
+  } catch (e) {
+    await standIn.stop();
+    console.error(`demo: the simulator did not start: ${(e as Error).message}`);
+    return 1;
+  }
+  const sim = simulator.ready as { url: string; modbus_endpoint: string };
+  const stopChildren = async () => {
+    await simulator.stop();
+    await standIn.stop();
+  };
   const text = await Deno.readTextFile(new URL("../config/demo.yaml", import.meta.url));
   const env = {
     ...Deno.env.toObject(),
     DEMO_ZEROBUS_ENDPOINT: ready.endpoint,
     DEMO_WORKSPACE_URL: ready.workspace_url,
     DEMO_DATA_DIR: dataDir,
+    DEMO_MODBUS_ENDPOINT: sim.modbus_endpoint,
     CONNECTOR_HTTP_PORT: port,
   };
   const res = loadConfigText(text, { env, fileName: "config/demo.yaml" });
   if (!res.ok) {
-    await standIn.stop();
+    await stopChildren();
     console.error(formatErrors(res.errors, "config/demo.yaml"));
     return 2;
   }
@@ -42,7 +56,7 @@ export async function runDemo(args: string[]): Promise<number> {
   try {
     running = await startAgent(res.config, log);
   } catch (e) {
-    await standIn.stop();
+    await stopChildren();
     console.error(`demo failed to start: ${(e as Error).message}`);
     return 1;
   }
@@ -53,6 +67,7 @@ export async function runDemo(args: string[]): Promise<number> {
       "otedge demo is running",
       `  API:           ${running.url}  (try ${running.url}/api/status and ${running.url}/metrics)`,
       `  data folder:   ${dataDir}`,
+      `  simulator:     ${sim.url}/api/sensors, Modbus TCP at ${sim.modbus_endpoint}`,
       `  Zerobus stand-in: ${ready.endpoint} (tokens at ${ready.workspace_url}/oidc/v1/token, counts at ${ready.workspace_url}/tables)`,
       `  Delta rows land in: ${tables}`,
       "  Ctrl-C stops everything.",
@@ -62,6 +77,6 @@ export async function runDemo(args: string[]): Promise<number> {
   await untilSignal();
   log.info("demo stopping");
   await running.stop();
-  await standIn.stop();
+  await stopChildren();
   return 0;
 }
