@@ -2,7 +2,13 @@
  * The agent: sources (Workers) → normalization → durable spool → Zerobus sink,
  * with status and counters for the API. One instance per `run`.
  */
-import { type AgentConfig, type SourceConfig, tableFullName, targetFor } from "./config/schema.ts";
+import {
+  type AgentConfig,
+  type SourceConfig,
+  tableFullName,
+  type TargetConfig,
+  targetFor,
+} from "./config/schema.ts";
 import type { Logger } from "./log.ts";
 import { type BridgeCounters, newBridgeCounters } from "./metrics.ts";
 import { type SinkOptions, ZerobusSink } from "./sinks/zerobus/sink.ts";
@@ -60,7 +66,10 @@ export class Agent {
         dataDir: config.connector.data_dir,
         normalization: config.normalization,
         maxRows: config.zerobus.batch.max_records,
-        recordType: config.zerobus.record_type,
+        recordType: (source) => {
+          const t = targetFor(config, source);
+          return t ? this.#encodingOf(t) : config.zerobus.record_type;
+        },
       },
     );
   }
@@ -147,7 +156,7 @@ export class Agent {
     );
     const tables = [zb.default_target, ...Object.values(zb.source_targets)];
     for (const t of tables) {
-      if (t) this.sink.addTarget(laneName(t, zb.record_type), t, zb.record_type);
+      if (t) this.sink.addTarget(laneName(t, this.#encodingOf(t)), t, this.#encodingOf(t));
     }
     // Lanes recovered from the spool keep their table and row encoding.
     for (const lane of this.spool.lanes.keys()) {
@@ -156,12 +165,17 @@ export class Agent {
     }
   }
 
+  /** Row encoding of a target table: its own `record_type`, else `zerobus.record_type`. */
+  #encodingOf(t: TargetConfig): RecordTypeName {
+    return t.record_type ?? this.config.zerobus.record_type;
+  }
+
   /** Starts (or restarts with new settings) one source. */
   async startSource(s: SourceConfig): Promise<void> {
     const target = targetFor(this.config, s.name);
     this.#laneOf.set(
       s.name,
-      target ? laneName(target, this.config.zerobus.record_type) : NO_TARGET,
+      target ? laneName(target, this.#encodingOf(target)) : NO_TARGET,
     );
     if (!target) {
       this.log.warning(

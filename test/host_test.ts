@@ -14,7 +14,7 @@ const settings = (extra: Partial<HostSettings> = {}): HostSettings => ({
     missing_placeholder: "unassigned",
   },
   maxRows: 100,
-  recordType: "json",
+  recordType: () => "json",
   ...extra,
 });
 

@@ -28,7 +28,7 @@ async function runSource(yaml: string) {
     },
     () => {},
     createLogger("error", "test", () => {}),
-    { dataDir, normalization: res.config.normalization, maxRows: 100, recordType: "json" },
+    { dataDir, normalization: res.config.normalization, maxRows: 100, recordType: () => "json" },
   );
   await host.start(res.config.sources[0] as never);
   return {

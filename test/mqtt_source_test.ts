@@ -51,7 +51,7 @@ async function runSource(
       dataDir: "/tmp",
       normalization: res.config.normalization,
       maxRows: 100,
-      recordType: "json",
+      recordType: () => "json",
       workerUrl: () => new URL("../src/sources/mqtt/worker.ts", import.meta.url),
     },
   );

@@ -181,7 +181,7 @@ Deno.test("pipeline: several streams per table share the lane and lose nothing",
   }
 });
 
-Deno.test("pipeline: a PROTO stream carries the same records, decoded by the stand-in with our descriptor", async () => {
+Deno.test("pipeline: record_type per table: a PROTO table and a JSON table side by side", async () => {
   const dir = await Deno.makeTempDir({ prefix: "otedge-e2e-" });
   const standIn = await startStandIn(dir);
   try {
@@ -189,15 +189,26 @@ Deno.test("pipeline: a PROTO stream carries the same records, decoded by the sta
       dataDir: `${dir}/agent`,
       port: freePort(),
       standIn,
-      sources: generator("gen_a", 3000),
-      extra: "  record_type: proto\n",
+      sources: generator("gen_a", 3000) + generator("gen_p", 3000),
+      sourceTargets:
+        "    gen_p: { catalog: main, schema: iot_data, table: proto_rows, record_type: proto }",
     });
-    await runUntilDelivered(yaml, dir, 3000);
-    const rows = (await readTables(dir)).get("main.iot_data.sensor_readings")!;
-    assertEquals(new Set(rows.map((r) => r.record_id)).size, 3000);
-    assertEquals(seqHoles(rows), []);
-    for (const r of rows) assertEquals(Object.keys(r), COLUMNS.map((c) => c.name));
-    const r = rows[0];
+    const out = await runUntilDelivered(yaml, dir, 6000);
+    const tables = await readTables(dir);
+    for (
+      const [table, source] of [["main.iot_data.sensor_readings", "gen_a"], [
+        "main.iot_data.proto_rows",
+        "gen_p",
+      ]]
+    ) {
+      const rows = tables.get(table)!;
+      assertEquals(new Set(rows.map((r) => r.record_id)).size, 3000, table);
+      assertEquals(new Set(rows.map((r) => r.source_name)), new Set([source]));
+      assertEquals(seqHoles(rows), []);
+      // The stand-in decodes PROTO rows with our descriptor into the same columns as JSON rows.
+      for (const r of rows) assertEquals(Object.keys(r).sort(), COLUMNS.map((c) => c.name).sort());
+    }
+    const r = tables.get("main.iot_data.proto_rows")![0];
     assert(/^columbus\/press_shop\/line_3\/press_1\/[a-z]+\/tag_\d{4}$/.test(r.tag_path as string));
     assertEquals([typeof r.event_time, typeof r.value_num, r.value_bool, r.quality], [
       "number",
@@ -205,6 +216,7 @@ Deno.test("pipeline: a PROTO stream carries the same records, decoded by the sta
       null,
       "good",
     ]);
+    assertEquals(out.apiStatus.sources.gen_p.target, "main.iot_data.proto_rows#proto");
   } finally {
     await standIn.stop();
     await Deno.remove(dir, { recursive: true });

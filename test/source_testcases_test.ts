@@ -41,7 +41,7 @@ async function collect(yaml: string, want: number): Promise<Record<string, unkno
       dataDir: await Deno.makeTempDir(),
       normalization: res.config.normalization,
       maxRows: 100,
-      recordType: "json",
+      recordType: () => "json",
     },
   );
   await host.start(res.config.sources[0] as never);

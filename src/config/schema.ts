@@ -65,7 +65,13 @@ const ident = z.string().regex(
 );
 
 /** A Unity Catalog table: `catalog.schema.table`. */
-export const targetSchema = z.strictObject({ catalog: ident, schema: ident, table: ident });
+export const targetSchema = z.strictObject({
+  catalog: ident,
+  schema: ident,
+  table: ident,
+  /** Row encoding for this table; defaults to `zerobus.record_type`. */
+  record_type: z.enum(["json", "proto"]).optional(),
+});
 
 /** `zerobus.default_target`: a table, and (as in the original config) the workspace URL. */
 const defaultTargetSchema = targetSchema.extend({ workspace_host: httpUrl.optional() });
@@ -119,9 +125,12 @@ export const zerobusSchema = z.strictObject({
   ack_timeout_s: z.number().positive().max(3600).default(60),
 }).superRefine(checkZerobus, ALWAYS).transform((zb) => {
   const { default_target: dt, ...rest } = zb;
-  const target: z.output<typeof targetSchema> | undefined = dt === undefined
-    ? undefined
-    : { catalog: dt.catalog, schema: dt.schema, table: dt.table };
+  const target: z.output<typeof targetSchema> | undefined = dt === undefined ? undefined : {
+    catalog: dt.catalog,
+    schema: dt.schema,
+    table: dt.table,
+    ...(dt.record_type ? { record_type: dt.record_type } : {}),
+  };
   return {
     ...rest,
     workspace_host: zb.workspace_host ?? dt?.workspace_host,

@@ -49,8 +49,8 @@ export interface HostSettings {
   normalization: NormalizeSettings;
   /** Rows per batch at most (the sink's batch size). */
   maxRows: number;
-  /** Row encoding for the sink: JSON text or the record's protobuf message. */
-  recordType: "json" | "proto";
+  /** Row encoding of a source's records (its target table's `record_type`). */
+  recordType: (source: string) => "json" | "proto";
   /** Worker module of a protocol; defaults to the source catalog (tests plug in their own). */
   workerUrl?: (protocol: string) => URL | undefined;
 }
@@ -153,7 +153,7 @@ export class SourceHost {
       maxInflight: WORKER_MAX_INFLIGHT,
       normalization: this.settings.normalization,
       maxRows: this.settings.maxRows,
-      recordType: this.settings.recordType,
+      recordType: this.settings.recordType(slot.config.name),
     };
     worker.postMessage(start);
   }
