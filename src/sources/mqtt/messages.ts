@@ -11,6 +11,8 @@ export interface MessageReaderConfig {
   topic_template?: string;
   payload: PayloadOptions;
   retained_as_uncertain: boolean;
+  /** A value whose source timestamp is older than this (seconds) gets quality uncertain. */
+  stale_after_s?: number;
   max_payload_bytes: number;
 }
 
@@ -27,14 +29,16 @@ export type MessageResult =
 
 /**
  * Compiles the settings into a message → readings function. Retained
- * messages (values the broker replays on subscribe) get quality uncertain
- * unless the payload says bad, and quality_code 1 unless it has its own.
+ * messages (values the broker replays on subscribe) and values whose source
+ * timestamp is older than `stale_after_s` get quality uncertain unless the
+ * payload says bad, and quality_code 1 unless it has its own.
  */
 export function compileMessageReader(
   cfg: MessageReaderConfig,
-): (topic: string, payload: Uint8Array, flags: MessageFlags) => MessageResult {
+): (topic: string, payload: Uint8Array, flags: MessageFlags, nowMicros?: number) => MessageResult {
   const tagOf = compileTopicMapper(cfg.topic_template);
-  return (topic, payload, flags) => {
+  const staleMicros = cfg.stale_after_s === undefined ? undefined : cfg.stale_after_s * 1e6;
+  return (topic, payload, flags, nowMicros = Date.now() * 1000) => {
     if (payload.length > cfg.max_payload_bytes) {
       return {
         ok: false,
@@ -60,10 +64,13 @@ export function compileMessageReader(
       if (v.quality) r.quality = v.quality;
       if (v.unit) r.unit = v.unit;
       if (tag.context) r.context = tag.context;
-      if (retainedUncertain && r.quality !== "bad") {
+      const stale = staleMicros !== undefined && v.event_time !== undefined &&
+        nowMicros - v.event_time > staleMicros;
+      if ((retainedUncertain || stale) && r.quality !== "bad") {
         r.quality = "uncertain";
         r.quality_code = v.quality_code ?? QUALITY_CODES.uncertain;
       }
+      if (stale) r.metadata = `${metadata.slice(0, -1)},"stale":true}`;
       return r;
     });
     return { ok: true, readings };

@@ -89,6 +89,8 @@ export const mqttFields = {
   payload: payloadSchema.default(() => ({ format: "auto" as const })),
   /** Retained messages (old values replayed on subscribe) get quality uncertain. */
   retained_as_uncertain: z.boolean().default(true),
+  /** Values whose own timestamp is older than this many seconds get quality uncertain. */
+  stale_after_s: z.number().positive().optional(),
   /** Larger payloads go to the dead-letter store. */
   max_payload_bytes: z.number().multipleOf(1).min(1).max(268435455).default(1_048_576),
 };
