@@ -221,8 +221,7 @@ export class Agent {
       return !this.#stopping || !this.spool.isFull();
     }
     if (policy === "drop_oldest") {
-      const freed = await this.spool.dropOldest(n, bytes);
-      if (freed > 0) this.#countDrop("spool_full_oldest", freed);
+      await this.spool.dropOldest(n, bytes, (k) => this.#countDrop("spool_full_oldest", k));
       if (!this.spool.isFull()) return true;
     }
     this.#countDrop("spool_full", n);

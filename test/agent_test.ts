@@ -96,7 +96,8 @@ Deno.test("agent: on_full drop_oldest makes just enough room for new records", a
     assert(m.spool <= 600, `cap held: ${m.spool}`);
     assert(m.spool >= 400, `only the oldest few were dropped, not the whole spool: ${m.spool}`);
     assert(m.droppedOldest > 0, "drops counted");
-    // Records being committed are in the spool already but not yet counted as enqueued.
+    // Records being committed are in the spool already but not yet counted as enqueued;
+    // drops are counted together with the spool's totals.
     const uncounted = m.spool - (m.enqueued - m.droppedOldest);
     assert(
       uncounted >= 0 && uncounted <= 1000,

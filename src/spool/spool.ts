@@ -196,6 +196,7 @@ export class Spool {
   #timer: ReturnType<typeof setTimeout> | undefined;
   #spaceWaiters: Array<() => void> = [];
   #dropping: Promise<void> | undefined;
+  #dlqSeq = 0;
   #closed = false;
   readonly #maxRows: number;
   readonly #commitDelay: number;
@@ -475,16 +476,26 @@ export class Spool {
    * Makes room for `records` more records and `bytes` more bytes by dropping
    * the oldest queued (not in flight) segments, fullest lane first; returns
    * the number of records dropped (0 if nothing could go). The totals drop
-   * before the KV delete, and one drop runs at a time, so concurrent callers
-   * never drop more than is needed.
+   * (and `onDropped` is called) before the KV delete, and one drop runs at a
+   * time, so concurrent callers never drop more than is needed.
    */
-  dropOldest(records: number, bytes: number): Promise<number> {
-    const run = (this.#dropping ?? Promise.resolve()).then(() => this.#dropOldest(records, bytes));
+  dropOldest(
+    records: number,
+    bytes: number,
+    onDropped: (records: number) => void = () => {},
+  ): Promise<number> {
+    const run = (this.#dropping ?? Promise.resolve()).then(() =>
+      this.#dropOldest(records, bytes, onDropped)
+    );
     this.#dropping = run.then(() => {}, () => {});
     return run;
   }
 
-  async #dropOldest(records: number, bytes: number): Promise<number> {
+  async #dropOldest(
+    records: number,
+    bytes: number,
+    onDropped: (records: number) => void,
+  ): Promise<number> {
     const needRecords = this.totalRecords + records - this.opts.maxRecords;
     const needBytes = this.totalBytes + bytes - this.opts.maxBytes;
     let freedRecords = 0;
@@ -496,14 +507,18 @@ export class Spool {
         ? await lane.take(Math.max(1, needRecords - freedRecords), Infinity)
         : [];
       if (victims.length === 0) break;
+      // Totals and the drop count change together, before the delete.
       this.#forget(victims);
+      let n = 0;
       for (const v of victims) {
-        freedRecords += v.count;
+        n += v.count;
         freedBytes += v.rows.length;
       }
+      freedRecords += n;
+      this.droppedRecords += n;
+      onDropped(n);
       await this.#deleteKeys(victims);
     }
-    this.droppedRecords += freedRecords;
     return freedRecords;
   }
 
@@ -513,7 +528,9 @@ export class Spool {
     const item = entry.item.length > DEAD_LETTER_ITEM_MAX
       ? entry.item.slice(0, DEAD_LETTER_ITEM_MAX) + "…[truncated]"
       : entry.item;
-    await this.kv.set(["dlq", time, crypto.randomUUID()], { ...entry, item, time });
+    // Ordered by time, then by arrival within a millisecond; the random part keeps
+    // keys of two runs apart.
+    await this.kv.set(["dlq", time, this.#dlqSeq++, crypto.randomUUID()], { ...entry, item, time });
     this.deadLetters++;
   }
 
