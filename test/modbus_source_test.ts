@@ -1,7 +1,8 @@
 /**
  * The Modbus source in its real Worker under the real host, against the
  * simulator's Modbus TCP server on 127.0.0.1: decoded values and types, tag
- * paths, exception codes as bad quality, reconnect after a server restart.
+ * paths, exception codes as bad quality, reconnect after a server restart, a
+ * silent or late unit beside a healthy one.
  */
 import { assert, assertEquals } from "./assert.ts";
 import { freePort, waitFor } from "./helpers.ts";
@@ -10,7 +11,7 @@ import { createLogger } from "../src/log.ts";
 import { type RecordBatch, SourceHost } from "../src/sources/host.ts";
 import { splitRows } from "../src/sinks/zerobus/wire.ts";
 import { float32Words, startModbusSimulator } from "../src/simulator/modbus_server.ts";
-import { MODBUS_DISCONNECTED_CODE } from "../src/sources/modbus/readings.ts";
+import { MODBUS_DISCONNECTED_CODE, MODBUS_TIMEOUT_CODE } from "../src/sources/modbus/readings.ts";
 
 type Row = Record<string, unknown>;
 
@@ -237,6 +238,95 @@ Deno.test("modbus source: reconnects after the server restarts on the same port"
     const st = run.host.status().plc;
     assertEquals(st.state, "connected");
     assert(st.counters.reconnects >= 1, `reconnects ${st.counters.reconnects}`);
+  } finally {
+    await run.stop();
+    await sim.stop();
+  }
+});
+
+/** Unit 1 (float32 12.5) and unit 2 (float32 CDAB 99.5) at 200 ms; unit 2 waits `timeout` ms. */
+function twoUnits(port: number, timeout: number): string {
+  return `sources:
+  - name: plc
+    protocol: modbus
+    endpoint: modbus://127.0.0.1:${port}
+    polling_interval_ms: 200
+    timeout_ms: 1000
+    slaves:
+      - {unit_id: 2, timeout_ms: ${timeout}}
+    registers:
+      - {address: 0, type: holding, data_type: float32, name: temp}
+      - {address: 0, type: holding, data_type: float32, byte_order: CDAB, unit_id: 2, name: level}
+`;
+}
+
+Deno.test("modbus source: a silent unit does not slow a healthy one, backs off and recovers", async () => {
+  const port = freePort();
+  const sim = await startModbusSimulator({ port });
+  sim.setSilent(2, true);
+  const run = await runSource(twoUnits(port, 150));
+  try {
+    const of = (address: string, from = 0) =>
+      run.rows.slice(from).filter((r) => r.address === address);
+    await waitFor(() => of("1/holding/0").length > 0, "a first row of unit 1", 10_000);
+    const from = run.rows.length;
+    await new Promise((r) => setTimeout(r, 3000));
+    const healthy = of("1/holding/0", from);
+    assert(
+      healthy.length >= 12,
+      `unit 1 polled ${healthy.length} times in 3 s at 200 ms (want 15)`,
+    );
+    assert(healthy.every((r) => r.quality === "good" && r.value_num === 12.5), "unit 1 all good");
+    const silent = of("2/holding/0");
+    assert(silent.length >= 3, `silent unit rows: ${silent.length}`);
+    for (const r of silent) {
+      assertEquals([r.quality, r.quality_code, r.value_num], ["bad", MODBUS_TIMEOUT_CODE, null]);
+    }
+    // Without back-off unit 2 would have had a row per poll (about 15 in these 3 s).
+    const silentInWindow = of("2/holding/0", from).length;
+    assert(silentInWindow <= 6, `silent unit polled ${silentInWindow} times in 3 s: no back-off`);
+    assertEquals(run.host.status().plc.state, "connected");
+
+    sim.setSilent(2, false);
+    const back = await waitFor(
+      () => of("2/holding/0", from).find((r) => r.quality === "good"),
+      "unit 2 answering again",
+      15_000,
+    );
+    assertEquals(back.value_num, 99.5);
+    // Back at the full rate: 5 polls of unit 2 in about 1 s.
+    const again = run.rows.length;
+    await waitFor(() => of("2/holding/0", again).length >= 5, "unit 2 at its full rate", 2_000);
+  } finally {
+    await run.stop();
+    await sim.stop();
+  }
+});
+
+Deno.test("modbus source: late replies of a slow unit never reach another unit's read", async () => {
+  const port = freePort();
+  const sim = await startModbusSimulator({ port });
+  sim.setDelay(2, 300);
+  const run = await runSource(twoUnits(port, 100));
+  try {
+    const of = (address: string) => run.rows.filter((r) => r.address === address);
+    await waitFor(() => of("2/holding/0").length >= 4, "several timeouts of unit 2", 10_000);
+    const late = of("2/holding/0");
+    assert(late.every((r) => r.quality_code === MODBUS_TIMEOUT_CODE), "unit 2 timed out");
+    sim.setDelay(2, 0);
+    await waitFor(
+      () => of("2/holding/0").some((r) => r.quality === "good"),
+      "unit 2 good again",
+      15_000,
+    );
+    await new Promise((r) => setTimeout(r, 400));
+    const temp = of("1/holding/0");
+    assert(temp.length >= 10, `unit 1 rows: ${temp.length}`);
+    for (const r of temp) {
+      assertEquals([r.quality, r.value_num], ["good", 12.5], "unit 1 never got unit 2's reply");
+    }
+    const level = of("2/holding/0").filter((r) => r.quality === "good");
+    assert(level.every((r) => r.value_num === 99.5), "unit 2's good rows are its own values");
   } finally {
     await run.stop();
     await sim.stop();

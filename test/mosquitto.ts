@@ -1,5 +1,14 @@
-/** Starts a Mosquitto broker for a test on a free 127.0.0.1 port and stops it by pid. */
+/**
+ * Starts a Mosquitto broker for a test on a free 127.0.0.1 port (optionally
+ * with a password file or TLS, certificates made with openssl) and stops it by
+ * pid; runs an MQTT source in its Worker under a SourceHost.
+ */
+import mqtt from "mqtt";
 import { freePort, waitFor } from "./helpers.ts";
+import { loadConfigValue } from "../src/config/load.ts";
+import { createLogger } from "../src/log.ts";
+import { type BatchHandler, SourceHost, type SourceStatus } from "../src/sources/host.ts";
+import { splitRows } from "../src/sinks/zerobus/wire.ts";
 
 const CANDIDATES = ["/usr/sbin/mosquitto", "/usr/bin/mosquitto", "/usr/local/sbin/mosquitto"];
 
@@ -21,8 +30,24 @@ export interface Mosquitto {
   stop(): Promise<void>;
 }
 
-/** Starts mosquitto with `listener <port> 127.0.0.1` and anonymous access; waits until it listens. */
-export async function startMosquitto(extraConfig = ""): Promise<Mosquitto> {
+/** How the test broker's listener is set up. */
+export interface MosquittoOptions {
+  /** Default true; false requires a username and password (set `passwordFile`). */
+  anonymous?: boolean;
+  /** A file made by `mosquitto_passwd`. */
+  passwordFile?: string;
+  /** A TLS listener with these PEM files; `requireCertificate` asks for a client certificate. */
+  tls?: { ca: string; cert: string; key: string; requireCertificate?: boolean };
+}
+
+/**
+ * Starts mosquitto with `listener <port> 127.0.0.1` (anonymous access unless
+ * told otherwise, TLS when `opts.tls` is set); waits until it listens.
+ */
+export async function startMosquitto(
+  extraConfig = "",
+  opts: MosquittoOptions = {},
+): Promise<Mosquitto> {
   const bin = mosquittoPath();
   if (!bin) throw new Error("mosquitto is not installed");
   const dir = await Deno.makeTempDir({ prefix: "mosquitto_" });
@@ -30,7 +55,7 @@ export async function startMosquitto(extraConfig = ""): Promise<Mosquitto> {
   const conf = `${dir}/mosquitto.conf`;
   await Deno.writeTextFile(
     conf,
-    `listener ${port} 127.0.0.1\nallow_anonymous true\npersistence false\n${extraConfig}`,
+    listenerConfig(port, opts) + extraConfig,
   );
   const child = new Deno.Command(bin, { args: ["-c", conf], stdout: "null", stderr: "null" })
     .spawn();
@@ -58,7 +83,7 @@ export async function startMosquitto(extraConfig = ""): Promise<Mosquitto> {
   }
   return {
     port,
-    url: `mqtt://127.0.0.1:${port}`,
+    url: `${opts.tls ? "mqtts" : "mqtt"}://127.0.0.1:${port}`,
     pid: child.pid,
     async stop() {
       if (!exited) Deno.kill(child.pid, "SIGTERM");
@@ -66,4 +91,212 @@ export async function startMosquitto(extraConfig = ""): Promise<Mosquitto> {
       await Deno.remove(dir, { recursive: true });
     },
   };
+}
+
+function listenerConfig(port: number, opts: MosquittoOptions): string {
+  const lines = [
+    `listener ${port} 127.0.0.1`,
+    `allow_anonymous ${opts.anonymous ?? true}`,
+    "persistence false",
+  ];
+  // As root mosquitto would switch to the `mosquitto` user, which cannot read our temp files.
+  if (runsAsRoot()) lines.push("user root");
+  if (opts.passwordFile) lines.push(`password_file ${opts.passwordFile}`);
+  if (opts.tls) {
+    lines.push(`cafile ${opts.tls.ca}`, `certfile ${opts.tls.cert}`, `keyfile ${opts.tls.key}`);
+    lines.push(`require_certificate ${opts.tls.requireCertificate ?? false}`);
+  }
+  return lines.join("\n") + "\n";
+}
+
+function runsAsRoot(): boolean {
+  try {
+    return Deno.uid() === 0;
+  } catch {
+    return false;
+  }
+}
+
+/** Path of a tool in the usual places, or undefined when it is not installed. */
+export function toolPath(name: string): string | undefined {
+  for (const dir of ["/usr/bin", "/usr/local/bin", "/usr/sbin", "/usr/local/sbin", "/bin"]) {
+    try {
+      if (Deno.statSync(`${dir}/${name}`).isFile) return `${dir}/${name}`;
+    } catch { /* not here */ }
+  }
+  return undefined;
+}
+
+async function run(bin: string, args: string[], cwd?: string): Promise<void> {
+  const out = await new Deno.Command(bin, { args, cwd, stdout: "piped", stderr: "piped" }).output();
+  if (!out.success) {
+    throw new Error(`${bin} ${args.join(" ")} failed: ${new TextDecoder().decode(out.stderr)}`);
+  }
+}
+
+/** Writes a Mosquitto password file with one user (needs `mosquitto_passwd`). */
+export async function writePasswordFile(path: string, user: string, pass: string): Promise<void> {
+  const bin = toolPath("mosquitto_passwd");
+  if (!bin) throw new Error("mosquitto_passwd is not installed");
+  await run(bin, ["-b", "-c", path, user, pass]);
+}
+
+/** PEM files of a test CA, a server certificate for 127.0.0.1/localhost and a client certificate. */
+export interface TestCerts {
+  dir: string;
+  ca: string;
+  serverCert: string;
+  serverKey: string;
+  clientCert: string;
+  clientKey: string;
+}
+
+const CA_CNF = `[req]
+distinguished_name = dn
+prompt = no
+[dn]
+CN = otedge test CA
+[v3]
+basicConstraints = critical,CA:TRUE
+keyUsage = critical,keyCertSign,cRLSign
+subjectKeyIdentifier = hash
+`;
+
+const LEAF_CNF = (cn: string, ext: string) =>
+  `[req]
+distinguished_name = dn
+prompt = no
+[dn]
+CN = ${cn}
+[v3]
+basicConstraints = critical,CA:FALSE
+keyUsage = critical,digitalSignature,keyEncipherment
+${ext}
+`;
+
+/** Generates a CA and certificates signed by it with openssl into `dir` (EC P-256, 2 days). */
+export async function makeTestCerts(dir: string): Promise<TestCerts> {
+  const bin = toolPath("openssl");
+  if (!bin) throw new Error("openssl is not installed");
+  const ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"];
+  await Deno.writeTextFile(`${dir}/ca.cnf`, CA_CNF);
+  await run(bin, [
+    "req",
+    "-x509",
+    ...ec,
+    "-keyout",
+    "ca.key",
+    "-out",
+    "ca.pem",
+    "-days",
+    "2",
+    "-config",
+    "ca.cnf",
+    "-extensions",
+    "v3",
+  ], dir);
+  const leaf = async (name: string, cn: string, ext: string) => {
+    await Deno.writeTextFile(`${dir}/${name}.cnf`, LEAF_CNF(cn, ext));
+    await run(bin, [
+      "req",
+      ...ec,
+      "-keyout",
+      `${name}.key`,
+      "-out",
+      `${name}.csr`,
+      "-config",
+      `${name}.cnf`,
+    ], dir);
+    await run(bin, [
+      "x509",
+      "-req",
+      "-in",
+      `${name}.csr`,
+      "-CA",
+      "ca.pem",
+      "-CAkey",
+      "ca.key",
+      "-CAcreateserial",
+      "-out",
+      `${name}.pem`,
+      "-days",
+      "2",
+      "-extfile",
+      `${name}.cnf`,
+      "-extensions",
+      "v3",
+    ], dir);
+  };
+  await leaf(
+    "server",
+    "localhost",
+    "extendedKeyUsage = serverAuth\nsubjectAltName = IP:127.0.0.1,DNS:localhost",
+  );
+  await leaf("client", "otedge test client", "extendedKeyUsage = clientAuth");
+  return {
+    dir,
+    ca: `${dir}/ca.pem`,
+    serverCert: `${dir}/server.pem`,
+    serverKey: `${dir}/server.key`,
+    clientCert: `${dir}/client.pem`,
+    clientKey: `${dir}/client.key`,
+  };
+}
+
+/** A record row as the source sent it. */
+export type Row = Record<string, unknown>;
+
+/** An MQTT source running in its Worker under a SourceHost. */
+export interface Running {
+  host: SourceHost;
+  rows: Row[];
+  deadLetters: Array<{ reason: string; item: string; detail?: Record<string, unknown> }>;
+  status(): SourceStatus;
+}
+
+/** Starts one MQTT source (validated through the config schema) under a SourceHost. */
+export async function runSource(
+  source: Record<string, unknown>,
+  answer: (rows: Row[]) => Promise<boolean> = () => Promise.resolve(true),
+): Promise<Running> {
+  const res = loadConfigValue({ sources: [{ name: "m", protocol: "mqtt", ...source }] }, {
+    env: {},
+  });
+  if (!res.ok) throw new Error(res.errors.join("\n"));
+  const rows: Row[] = [];
+  const deadLetters: Running["deadLetters"] = [];
+  const dec = new TextDecoder();
+  const onBatch: BatchHandler = (_src, batch) => {
+    const got = [...splitRows(batch.rows)].map((r) => JSON.parse(dec.decode(r)) as Row);
+    rows.push(...got);
+    return answer(got);
+  };
+  const host = new SourceHost(
+    onBatch,
+    (_name, reason, item, detail) => deadLetters.push({ reason, item, detail }),
+    createLogger("error", "test", () => {}),
+    {
+      dataDir: "/tmp",
+      normalization: res.config.normalization,
+      maxRows: 100,
+      recordType: () => "json",
+      workerUrl: () => new URL("../src/sources/mqtt/worker.ts", import.meta.url),
+    },
+  );
+  await host.start(res.config.sources[0] as never);
+  return { host, rows, deadLetters, status: () => host.status().m };
+}
+
+/** A plain MQTT 5 client for publishing test messages. */
+export async function publisher(url: string, opts: mqtt.IClientOptions = {}) {
+  return await mqtt.connectAsync(url, { protocolVersion: 5, reconnectPeriod: 0, ...opts });
+}
+
+/** Waits until the source is connected and subscribed. */
+export function connected(r: Running) {
+  return waitFor(
+    () => r.status()?.state === "connected" && r.status().detail.subscriptions,
+    "the source connected and subscribed",
+    10_000,
+  );
 }

@@ -4,72 +4,21 @@
  * Kepware shape, retained values, dead letters, and acknowledgement only
  * after the spool commit (redelivery from a persistent session).
  */
-import mqtt from "mqtt";
 import { assert, assertEquals } from "./assert.ts";
 import { freePort, waitFor } from "./helpers.ts";
-import { mosquittoPath, startMosquitto } from "./mosquitto.ts";
-import { loadConfigValue } from "../src/config/load.ts";
-import { createLogger } from "../src/log.ts";
-import { type BatchHandler, SourceHost, type SourceStatus } from "../src/sources/host.ts";
-import { splitRows } from "../src/sinks/zerobus/wire.ts";
+import {
+  connected,
+  mosquittoPath,
+  publisher,
+  type Row,
+  type Running,
+  runSource,
+  startMosquitto,
+} from "./mosquitto.ts";
 
 const hasMosquitto = mosquittoPath() !== undefined;
 const needs = hasMosquitto ? "" : " (ignored: mosquitto is not installed)";
 if (!hasMosquitto) console.log("mqtt_source_test: mosquitto not installed; broker tests ignored");
-
-type Row = Record<string, unknown>;
-
-interface Running {
-  host: SourceHost;
-  rows: Row[];
-  deadLetters: Array<{ reason: string; item: string; detail?: Record<string, unknown> }>;
-  status(): SourceStatus;
-}
-
-/** Starts one MQTT source (validated through the config schema) under a SourceHost. */
-async function runSource(
-  source: Record<string, unknown>,
-  answer: (rows: Row[]) => Promise<boolean> = () => Promise.resolve(true),
-): Promise<Running> {
-  const res = loadConfigValue({ sources: [{ name: "m", protocol: "mqtt", ...source }] }, {
-    env: {},
-  });
-  if (!res.ok) throw new Error(res.errors.join("\n"));
-  const rows: Row[] = [];
-  const deadLetters: Running["deadLetters"] = [];
-  const dec = new TextDecoder();
-  const onBatch: BatchHandler = (_src, batch) => {
-    const got = [...splitRows(batch.rows)].map((r) => JSON.parse(dec.decode(r)) as Row);
-    rows.push(...got);
-    return answer(got);
-  };
-  const host = new SourceHost(
-    onBatch,
-    (_name, reason, item, detail) => deadLetters.push({ reason, item, detail }),
-    createLogger("error", "test", () => {}),
-    {
-      dataDir: "/tmp",
-      normalization: res.config.normalization,
-      maxRows: 100,
-      recordType: () => "json",
-      workerUrl: () => new URL("../src/sources/mqtt/worker.ts", import.meta.url),
-    },
-  );
-  await host.start(res.config.sources[0] as never);
-  return { host, rows, deadLetters, status: () => host.status().m };
-}
-
-async function publisher(url: string) {
-  return await mqtt.connectAsync(url, { protocolVersion: 5, reconnectPeriod: 0 });
-}
-
-function connected(r: Running) {
-  return waitFor(
-    () => r.status()?.state === "connected" && r.status().detail.subscriptions,
-    "the source connected and subscribed",
-    10_000,
-  );
-}
 
 const byTag = (rows: Row[], tag: string) => rows.find((r) => r.tag_name === tag);
 

@@ -20,6 +20,9 @@
  * | 2    | holding  | 0..1    | float32 CDAB 99.5                      |
  * | 2    | holding  | 2       | int16 -1                               |
  * | 2    | coil     | 0       | true                                   |
+ *
+ * For tests a unit can be made silent (requests to it get no answer at all) or
+ * slow (answers after a delay), with `setSilent` and `setDelay`.
  */
 import { ServerTCP } from "../sources/modbus/client.ts";
 
@@ -82,6 +85,10 @@ export interface ModbusSimulator {
   setCoils(unit: number, address: number, bits: boolean[]): void;
   /** Sets discrete inputs from `address` on. */
   setDiscrete(unit: number, address: number, bits: boolean[]): void;
+  /** A silent unit gets requests but never answers them (`false`: answers again). */
+  setSilent(unit: number, silent: boolean): void;
+  /** Answers of `unit` wait `ms` (0: none); later requests of other units are not held up. */
+  setDelay(unit: number, ms: number): void;
   /** Requests served so far (reads of any table). */
   readonly requests: number;
   /** Closes the listener and every client connection. */
@@ -102,6 +109,38 @@ export async function startModbusSimulator(
   }
   const memory = initialMemory();
   let requests = 0;
+  const silent = new Set<number>();
+  const delays = new Map<number, number>();
+  const timers = new Set<ReturnType<typeof setTimeout>>();
+
+  /** `value` later: after `unit`'s delay, or never when it is silent; else undefined. */
+  function later<T>(unit: number, value: T): Promise<T> | undefined {
+    if (silent.has(unit)) return new Promise<T>(() => {});
+    const ms = delays.get(unit) ?? 0;
+    if (ms <= 0) return undefined;
+    return new Promise<T>((resolve) => {
+      const t = setTimeout(() => {
+        timers.delete(t);
+        resolve(value);
+      }, ms);
+      timers.add(t);
+    });
+  }
+
+  /**
+   * The answer of a single-value callback: the value, or a promise of it for a
+   * slow or silent unit (`ServerTCP` replies only once every promise settled).
+   * Exceptions (unknown unit, bad address) are thrown at once.
+   */
+  function one<T>(unit: number, value: T): T | Promise<T> {
+    return later(unit, value) ?? value;
+  }
+
+  /** The answer of a multi-register callback: an array, of promises for a slow or silent unit. */
+  function many<T>(unit: number, values: T[]): T[] | Promise<T>[] {
+    const all = later(unit, values);
+    return all ? values.map((_, i) => all.then((v) => v[i])) : values;
+  }
 
   function table<K extends keyof UnitMemory>(unit: number, name: K): UnitMemory[K] {
     const m = memory.get(unit);
@@ -130,14 +169,15 @@ export async function startModbusSimulator(
   }
 
   const server = new ServerTCP({
-    getHoldingRegister: (addr: number, unit: number) => span(unit, "holding", addr, 1)[0],
+    getHoldingRegister: (addr: number, unit: number) =>
+      one(unit, span(unit, "holding", addr, 1)[0]),
     getMultipleHoldingRegisters: (addr: number, n: number, unit: number) =>
-      span(unit, "holding", addr, n),
-    getInputRegister: (addr: number, unit: number) => span(unit, "input", addr, 1)[0],
+      many(unit, span(unit, "holding", addr, n)),
+    getInputRegister: (addr: number, unit: number) => one(unit, span(unit, "input", addr, 1)[0]),
     getMultipleInputRegisters: (addr: number, n: number, unit: number) =>
-      span(unit, "input", addr, n),
-    getCoil: (addr: number, unit: number) => span(unit, "coil", addr, 1)[0],
-    getDiscreteInput: (addr: number, unit: number) => span(unit, "discrete", addr, 1)[0],
+      many(unit, span(unit, "input", addr, n)),
+    getCoil: (addr: number, unit: number) => one(unit, span(unit, "coil", addr, 1)[0]),
+    getDiscreteInput: (addr: number, unit: number) => one(unit, span(unit, "discrete", addr, 1)[0]),
   }, { host: opts.host ?? "127.0.0.1", port: opts.port, unitID: 255 });
 
   await new Promise<void>((resolve, reject) => {
@@ -154,9 +194,18 @@ export async function startModbusSimulator(
     setInput: (unit, address, words) => set(unit, "input", address, words),
     setCoils: (unit, address, bits) => set(unit, "coil", address, bits),
     setDiscrete: (unit, address, bits) => set(unit, "discrete", address, bits),
+    setSilent(unit, on) {
+      if (on) silent.add(unit);
+      else silent.delete(unit);
+    },
+    setDelay: (unit, ms) => void delays.set(unit, ms),
     get requests() {
       return requests;
     },
-    stop: () => new Promise<void>((resolve) => server.close(() => resolve())),
+    stop() {
+      for (const t of timers) clearTimeout(t);
+      timers.clear();
+      return new Promise<void>((resolve) => server.close(() => resolve()));
+    },
   };
 }

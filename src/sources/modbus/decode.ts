@@ -16,7 +16,7 @@
  * a 16-bit value; ABCD and CDAB leave it as is). Strings keep register order;
  * DCBA and BADC put the low byte of each register first. Trailing NULs are cut.
  */
-import type { MODBUS_BYTE_ORDERS, ModbusDataType } from "./schema.ts";
+import { type MODBUS_BYTE_ORDERS, type ModbusDataType, registerWidth } from "./schema.ts";
 
 /** A byte/word order. */
 export type ByteOrder = (typeof MODBUS_BYTE_ORDERS)[number];
@@ -52,21 +52,7 @@ export function valueBytes(words: ArrayLike<number>, order: ByteOrder = "ABCD"):
 
 /** Registers one value of `dataType` takes; strings take what they are given. */
 function wordsNeeded(dataType: ModbusDataType, given: number): number {
-  switch (dataType) {
-    case "int32":
-    case "uint32":
-    case "float":
-    case "float32":
-      return 2;
-    case "int64":
-    case "uint64":
-    case "float64":
-      return 4;
-    case "string":
-      return Math.max(1, given);
-    default:
-      return 1;
-  }
+  return dataType === "string" ? Math.max(1, given) : registerWidth(dataType);
 }
 
 function shrinkBigint(v: bigint): number | bigint {

@@ -187,6 +187,35 @@ export const modbusRegisterSchema = z.strictObject({
 /** A register block after validation and defaults. */
 export type ModbusRegisterConfig = z.output<typeof modbusRegisterSchema>;
 
+/** Rejects a unit id listed twice in `slaves`. */
+function checkSlaves(slaves: unknown, ctx: z.RefinementCtx): void {
+  if (!Array.isArray(slaves)) return;
+  const seen = new Map<unknown, number>();
+  slaves.forEach((item, index) => {
+    const id = (item as { unit_id?: unknown } | null)?.unit_id;
+    if (typeof id !== "number") return;
+    const first = seen.get(id);
+    if (first !== undefined) {
+      ctx.addIssue({
+        code: "custom",
+        path: [index, "unit_id"],
+        message: `unit ${id} is already listed in slaves[${first}]`,
+      });
+    } else seen.set(id, index);
+  });
+}
+
+/**
+ * Settings of one unit id behind the endpoint. Its registers are the
+ * `registers` entries with this `unit_id` (or without one when it equals
+ * `slave_id`).
+ */
+export const modbusSlaveSchema = z.strictObject({
+  unit_id: int().min(0).max(247),
+  /** How long to wait for each response of this unit; the source's `timeout_ms` otherwise. */
+  timeout_ms: int().min(1).max(600_000).optional(),
+});
+
 /** Modbus-specific keys of a source entry. */
 export const modbusFields = {
   endpoint: z.string().refine(
@@ -197,8 +226,10 @@ export const modbusFields = {
   slave_id: int().min(0).max(247).default(1),
   registers: z.array(modbusRegisterSchema).min(1).superRefine(checkOverlaps, { when: () => true }),
   polling_interval_ms: int().min(1).max(86_400_000).default(1000),
-  /** How long to wait for each response. */
+  /** How long to wait for each response (and for connecting); per unit in `slaves`. */
   timeout_ms: int().min(1).max(600_000).default(1000),
+  /** Per-unit settings (own timeout); units not listed use the source's. */
+  slaves: z.array(modbusSlaveSchema).superRefine(checkSlaves, { when: () => true }).optional(),
   /** Unused registers (bits for coil and discrete) a merged read may span between two tags. */
   max_gap: int().min(0).max(MAX_READ_BITS).default(10),
 };

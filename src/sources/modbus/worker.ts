@@ -3,7 +3,9 @@
  * optimized read plan on a fixed schedule that does not drift, and emits one
  * reading per tag per poll. Failed reads give bad readings for every tag they
  * serve (exception code, or the codes in `readings.ts`); a lost connection is
- * retried with backoff and jitter capped at 30 s.
+ * retried with backoff and jitter capped at 30 s. Each unit id has its own
+ * timeout, and a unit that keeps timing out is polled at a back-off rate
+ * (`units.ts`) while the others keep theirs.
  */
 import { runSourceWorker, type SourceDriver, type SourceKit } from "../worker_kit.ts";
 import { ModbusClient } from "./client.ts";
@@ -14,10 +16,12 @@ import {
   errorText,
   failedReadings,
   MODBUS_DISCONNECTED_CODE,
+  MODBUS_TIMEOUT_CODE,
   readingsOf,
 } from "./readings.ts";
 import type { ModbusSourceConfig } from "./schema.ts";
 import { backoffMs, nextTick } from "./timing.ts";
+import { isDue, unitAnswered, unitsOf, type UnitState, unitTimedOut } from "./units.ts";
 
 type Client = ModbusClient;
 
@@ -50,6 +54,7 @@ function modbusDriver(cfg: ModbusSourceConfig, kit: SourceKit): SourceDriver {
   }
   const where = `${target.host}:${target.port}`;
   const reads = planReads(tagsOf(cfg), cfg.max_gap);
+  const units = unitsOf(reads, cfg);
   const detail = {
     tags: reads.reduce((n, r) => n + r.tags.length, 0),
     reads: reads.length,
@@ -99,27 +104,51 @@ function modbusDriver(cfg: ModbusSourceConfig, kit: SourceKit): SourceDriver {
     c.setTimeout(cfg.timeout_ms);
   }
 
-  /** One poll cycle; returns false when the connection was lost. */
-  async function pollOnce(eventTime: number): Promise<boolean> {
-    for (let i = 0; i < reads.length; i++) {
-      const req = reads[i];
+  /** Bad readings for every read of `list` with `code`. */
+  function failAll(list: readonly ReadRequest[], code: number, text: string, at: number): void {
+    for (const req of list) {
+      for (const r of failedReadings(req, code, text, at)) kit.emit(r);
+    }
+  }
+
+  /**
+   * Polls one unit's reads. A timeout ends the unit's turn (its other reads get
+   * the timeout code too), so it delays the others by at most its own timeout.
+   * Returns false when the connection was lost.
+   */
+  async function pollUnit(unit: UnitState, eventTime: number): Promise<boolean> {
+    let answered = false;
+    for (let i = 0; i < unit.reads.length; i++) {
+      const req = unit.reads[i];
       const c = client;
       if (stopped || !c) return true;
       try {
+        c.setTimeout(unit.timeoutMs);
         const data = await read(c, req);
+        answered = true;
         for (const r of readingsOf(req, data, eventTime)) kit.emit(r);
       } catch (e) {
         const code = c.isOpen ? errorCode(e) : MODBUS_DISCONNECTED_CODE;
         const text = errorText(e);
-        for (const r of failedReadings(req, code, text, eventTime)) kit.emit(r);
         if (code === MODBUS_DISCONNECTED_CODE) {
-          const lost = `connection to ${where} lost: ${text}`;
-          for (const rest of reads.slice(i + 1)) {
-            for (const r of failedReadings(rest, code, lost, eventTime)) kit.emit(r);
-          }
-          kit.status("disconnected", lost, detail);
+          failAll(unit.reads.slice(i), code, `connection to ${where} lost: ${text}`, eventTime);
           return false;
         }
+        if (code === MODBUS_TIMEOUT_CODE) {
+          const why = `unit ${unit.unitId}: no answer within ${unit.timeoutMs} ms`;
+          failAll(unit.reads.slice(i), code, why, eventTime);
+          const pause = unitTimedOut(unit, performance.now(), cfg.polling_interval_ms);
+          if (pause > 0) {
+            kit.log("warning", "modbus unit does not answer; polling it less often", {
+              unit_id: unit.unitId,
+              failures: unit.failures,
+              next_poll_in_ms: pause,
+            });
+          }
+          return true;
+        }
+        answered = true;
+        for (const r of failedReadings(req, code, text, eventTime)) kit.emit(r);
         kit.log("warning", "modbus read failed", {
           unit_id: req.unitId,
           table: req.table,
@@ -128,6 +157,26 @@ function modbusDriver(cfg: ModbusSourceConfig, kit: SourceKit): SourceDriver {
           quality_code: code,
           error: text,
         });
+      }
+    }
+    if (answered && unitAnswered(unit)) {
+      kit.log("info", "modbus unit answers again", { unit_id: unit.unitId });
+    }
+    return true;
+  }
+
+  /** One poll cycle over the units not in back-off; returns false when the connection was lost. */
+  async function pollOnce(eventTime: number): Promise<boolean> {
+    for (let i = 0; i < units.length; i++) {
+      if (stopped || !client) return true;
+      if (!isDue(units[i], performance.now())) continue;
+      if (!await pollUnit(units[i], eventTime)) {
+        const lost = `connection to ${where} lost`;
+        for (const rest of units.slice(i + 1)) {
+          failAll(rest.reads, MODBUS_DISCONNECTED_CODE, lost, eventTime);
+        }
+        kit.status("disconnected", lost, detail);
+        return false;
       }
     }
     return true;

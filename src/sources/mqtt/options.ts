@@ -55,8 +55,41 @@ export async function clientOptions(cfg: ClientConfig): Promise<IClientOptions> 
   if (v5 && !clean) opts.properties = { sessionExpiryInterval: cfg.session_expiry_s };
   if (cfg.username !== undefined) opts.username = cfg.username;
   if (cfg.password !== undefined) opts.password = cfg.password;
-  if (cfg.ca_file) opts.ca = await Deno.readTextFile(cfg.ca_file);
-  if (cfg.cert_file) opts.cert = await Deno.readTextFile(cfg.cert_file);
-  if (cfg.key_file) opts.key = await Deno.readTextFile(cfg.key_file);
+  if (cfg.ca_file) opts.ca = await readPem("ca_file", cfg.ca_file);
+  if (cfg.cert_file) opts.cert = await readPem("cert_file", cfg.cert_file);
+  if (cfg.key_file) opts.key = await readPem("key_file", cfg.key_file);
   return opts;
+}
+
+/** Reads a PEM file; the error names the key and the path. */
+async function readPem(key: string, path: string): Promise<string> {
+  let text: string;
+  try {
+    text = await Deno.readTextFile(path);
+  } catch (e) {
+    const why = e instanceof Deno.errors.NotFound
+      ? "no such file"
+      : e instanceof Deno.errors.PermissionDenied || e instanceof Deno.errors.NotCapable
+      ? "permission denied (the agent needs read access to it)"
+      : (e as Error).message;
+    throw new Error(`cannot read ${key} ${path}: ${why}`);
+  }
+  if (!text.includes("-----BEGIN ")) throw new Error(`${key} ${path} is not a PEM file`);
+  return text;
+}
+
+/** `tls` status value when the server certificate is not verified. */
+export const TLS_UNVERIFIED = "on, certificate verification OFF (insecure: true)";
+
+/** Status details on the connection's security: TLS and its verification, client certificate. */
+export function securityDetail(
+  cfg: Pick<ClientConfig, "insecure" | "cert_file" | "username">,
+  url: string,
+): { tls: string; client_certificate: boolean; username: string | null } {
+  const tls = !/^(mqtts|wss):/.test(url)
+    ? "off"
+    : cfg.insecure
+    ? TLS_UNVERIFIED
+    : "on, server certificate verified";
+  return { tls, client_certificate: cfg.cert_file !== undefined, username: cfg.username ?? null };
 }

@@ -14,7 +14,7 @@ import mqtt, { type IPublishPacket, type MqttClient } from "mqtt";
 import { runSourceWorker, type SourceDriver, type SourceKit } from "../worker_kit.ts";
 import { describeMqttError } from "./errors.ts";
 import { compileMessageReader } from "./messages.ts";
-import { brokerUrl, clientIdOf, clientOptions } from "./options.ts";
+import { brokerUrl, clientIdOf, clientOptions, securityDetail, TLS_UNVERIFIED } from "./options.ts";
 import type { MqttSourceConfig } from "./schema.ts";
 
 const BACKOFF_MIN_MS = 1000;
@@ -26,6 +26,7 @@ function mqttDriver(cfg: MqttSourceConfig, kit: SourceKit): SourceDriver {
   const url = brokerUrl(cfg);
   const v5 = cfg.mqtt_version === "5";
   const preview = new TextDecoder();
+  const security = securityDetail(cfg, url);
   let client: MqttClient | undefined;
   let stopping = false;
   let backoffMs = BACKOFF_MIN_MS;
@@ -64,7 +65,7 @@ function mqttDriver(cfg: MqttSourceConfig, kit: SourceKit): SourceDriver {
   }
 
   function connect(opts: mqtt.IClientOptions): void {
-    kit.status("connecting", undefined, { broker: url, client_id: opts.clientId });
+    kit.status("connecting", undefined, { broker: url, client_id: opts.clientId, ...security });
     const c = mqtt.connect(url, {
       ...opts,
       customHandleAcks: (topic, message, packet, done) => {
@@ -106,7 +107,7 @@ function mqttDriver(cfg: MqttSourceConfig, kit: SourceKit): SourceDriver {
       });
     });
     c.on("error", (e) => {
-      lastError = describeMqttError(e, url, cfg.mqtt_version);
+      lastError = describeMqttError(e, url, cfg.mqtt_version, { username: cfg.username });
       kit.status("error", lastError);
     });
     c.on("close", () => {
@@ -131,8 +132,13 @@ function mqttDriver(cfg: MqttSourceConfig, kit: SourceKit): SourceDriver {
       try {
         opts = await clientOptions(cfg);
       } catch (e) {
-        kit.status("error", `cannot read a TLS file: ${(e as Error).message}`);
+        kit.status("error", (e as Error).message);
         return;
+      }
+      if (security.tls === TLS_UNVERIFIED) {
+        kit.log("warning", "TLS certificate verification is off (insecure: true); lab use only", {
+          broker: url,
+        });
       }
       if (!stopping) connect(opts);
     },
