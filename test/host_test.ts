@@ -106,21 +106,24 @@ Deno.test("host: stopping or reconfiguring one source leaves the others running"
 });
 
 Deno.test("host: a protocol without a Worker reports why instead of starting", async () => {
+  // Every registered protocol has a Worker; an unknown one shows what happens without.
   const host = new SourceHost(() => Promise.resolve(true), () => {}, quiet, settings());
   try {
     await host.start({
       name: "plc",
-      protocol: "opcua",
-      endpoint: "opc.tcp://127.0.0.1:4840",
+      protocol: "profinet",
+      endpoint: "x://127.0.0.1:4840",
       enabled: true,
     });
     const st = host.status().plc;
     assertEquals(st.state, "error");
     assert(
-      st.last_error!.includes("protocol 'opcua' has no source implementation"),
+      st.last_error!.includes("protocol 'profinet' has no source implementation"),
       st.last_error!,
     );
-    assert(workerUrlOf("generator") !== undefined);
+    for (const p of ["generator", "opcua", "mqtt", "modbus"]) {
+      assert(workerUrlOf(p) !== undefined, `${p} has a Worker`);
+    }
   } finally {
     await host.stopAll();
   }

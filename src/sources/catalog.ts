@@ -67,6 +67,7 @@ const SOURCE_WORKERS: Partial<Record<SourceProtocol, URL>> = {
   generator: new URL("./generator/worker.ts", import.meta.url),
   modbus: new URL("./modbus/worker.ts", import.meta.url),
   mqtt: new URL("./mqtt/worker.ts", import.meta.url),
+  opcua: new URL("./opcua/worker.ts", import.meta.url),
 };
 
 /** The Worker module URL of a protocol, or undefined when it has none yet. */

@@ -16,6 +16,8 @@ import { describeMqttError } from "./errors.ts";
 import { compileMessageReader } from "./messages.ts";
 import { brokerUrl, clientIdOf, clientOptions, securityDetail, TLS_UNVERIFIED } from "./options.ts";
 import type { MqttSourceConfig } from "./schema.ts";
+import { NAMESPACE } from "./sparkplug/topic.ts";
+import { SparkplugHost } from "./sparkplug/host.ts";
 
 const BACKOFF_MIN_MS = 1000;
 const BACKOFF_MAX_MS = 30_000;
@@ -33,12 +35,30 @@ function mqttDriver(cfg: MqttSourceConfig, kit: SourceKit): SourceDriver {
   let retryTimer: ReturnType<typeof setTimeout> | undefined;
   let lastError: string | undefined;
   let dropped = 0;
+  // Messages on spBv1.0/ topics go to the Sparkplug B host application.
+  const sparkplug = new SparkplugHost();
+
+  /** Readings of one message: Sparkplug B on its namespace, else the payload rules. */
+  function readingsOf(topic: string, payload: Uint8Array, flags: { qos: number; retain: boolean }) {
+    if (!topic.startsWith(`${NAMESPACE}/`)) return read(topic, payload, flags);
+    const out = sparkplug.handle(topic, payload, Date.now());
+    if (out.rebirth) {
+      kit.log("info", "requesting a Sparkplug rebirth", {
+        topic: out.rebirth.topic,
+        reason: out.rebirth.reason,
+      });
+      client?.publish(out.rebirth.topic, out.rebirth.payload as never, { qos: 0, retain: false });
+    }
+    return out.deadLetter !== undefined
+      ? { ok: false as const, reason: out.deadLetter }
+      : { ok: true as const, readings: out.readings };
+  }
 
   /** Emits a message's readings (or dead-letters it); with `hold`, waits for the spool. */
   async function handle(topic: string, payload: Uint8Array, packet: IPublishPacket, hold: boolean) {
     if (stopping) return;
     const flags = { qos: packet.qos, retain: packet.retain === true };
-    const res = read(topic, payload, flags);
+    const res = readingsOf(topic, payload, flags);
     if (!res.ok) {
       kit.counters.errors++;
       kit.deadLetter(
@@ -112,6 +132,8 @@ function mqttDriver(cfg: MqttSourceConfig, kit: SourceKit): SourceDriver {
     });
     c.on("close", () => {
       if (stopping || client !== c) return;
+      // Sparkplug values are stale once the broker connection is gone.
+      for (const r of sparkplug.markAllStale("broker connection lost", Date.now())) kit.emit(r);
       const wait = backoffMs / 2 + Math.random() * backoffMs / 2;
       backoffMs = Math.min(BACKOFF_MAX_MS, backoffMs * 2);
       kit.status("disconnected", lastError, { retry_in_ms: Math.round(wait) });

@@ -1,0 +1,206 @@
+/**
+ * OPC UA simulator: a node-opcua server on 127.0.0.1 (security None) with a
+ * few plant sensors under `Objects/<Site>/<Line>/<Machine>/<Signal>` in the
+ * namespace `urn:otedge:simulator`. Analog signals carry `EngineeringUnits`
+ * and `EURange`; values move every `updateMs`. Tests pin a value or a
+ * StatusCode with `set()`. The server's PKI lives in a temp folder that
+ * `stop()` removes.
+ */
+import {
+  DataType,
+  OPCUACertificateManager,
+  OPCUAServer,
+  standardUnits,
+  StatusCode,
+  StatusCodes,
+  type UAVariable,
+  Variant,
+  VariantArrayType,
+} from "node-opcua";
+
+/** Namespace URI of the simulator's nodes. */
+export const OPCUA_SIM_NAMESPACE = "urn:otedge:simulator";
+
+/** One simulated signal: where it lives and how its value moves. */
+interface SignalSpec {
+  path: string;
+  dataType: DataType;
+  unit?: keyof typeof standardUnits;
+  range?: { low: number; high: number };
+  /** The value at time `t` (seconds) and step `n`. */
+  model: (t: number, n: number) => unknown;
+}
+
+const wave = (nominal: number, amp: number, periodS: number) => (t: number) =>
+  Math.round((nominal + amp * Math.sin((2 * Math.PI * t) / periodS)) * 1000) / 1000;
+
+/** The simulated plant: paths are `Site/Line/Machine/Signal`. */
+const SIGNALS: SignalSpec[] = [
+  {
+    path: "Plant1/Line1/Press1/Temperature",
+    dataType: DataType.Double,
+    unit: "degree_celsius",
+    range: { low: -20, high: 150 },
+    model: wave(65, 5, 60),
+  },
+  {
+    path: "Plant1/Line1/Press1/Pressure",
+    dataType: DataType.Double,
+    unit: "bar",
+    range: { low: 0, high: 16 },
+    model: wave(6.5, 0.4, 20),
+  },
+  { path: "Plant1/Line1/Press1/Running", dataType: DataType.Boolean, model: () => true },
+  { path: "Plant1/Line1/Press1/PartCount", dataType: DataType.Int64, model: (_t, n) => n },
+  {
+    path: "Plant1/Line1/Pump1/FlowRate",
+    dataType: DataType.Double,
+    unit: "cubic_metre_per_hour",
+    range: { low: 0, high: 250 },
+    model: wave(120, 15, 45),
+  },
+  {
+    path: "Plant1/Line1/Pump1/Mode",
+    dataType: DataType.String,
+    model: () => "AUTO",
+  },
+];
+
+/** A running simulator. */
+export interface OpcuaSimulator {
+  /** `opc.tcp://127.0.0.1:<port>`. */
+  endpoint: string;
+  namespaceUri: string;
+  /** The signal paths, e.g. `Plant1/Line1/Press1/Temperature` (NodeId `s=<path>`). */
+  paths: string[];
+  /**
+   * Pins a signal's value and/or StatusCode (by name, e.g. `UncertainLastUsableValue`);
+   * a pinned signal stops following its model until `release(path)`.
+   */
+  set(path: string, opts: { value?: unknown; status?: keyof typeof StatusCodes }): void;
+  /** Lets a pinned signal follow its model again. */
+  release(path: string): void;
+  stop(): Promise<void>;
+}
+
+function toVariant(spec: SignalSpec, value: unknown): Variant {
+  if (spec.dataType === DataType.Int64) {
+    const n = BigInt(value as number | bigint);
+    const hi = Number(BigInt.asIntN(32, n >> 32n));
+    const lo = Number(BigInt.asUintN(32, n));
+    return new Variant({
+      dataType: DataType.Int64,
+      arrayType: VariantArrayType.Scalar,
+      value: [hi, lo],
+    });
+  }
+  return new Variant({ dataType: spec.dataType, value });
+}
+
+/** Starts the simulator on 127.0.0.1:`port`; `updateMs` is how often values move. */
+export async function startOpcuaSimulator(
+  opts: { port: number; updateMs?: number },
+): Promise<OpcuaSimulator> {
+  const pkiDir = await Deno.makeTempDir({ prefix: "otedge-opcua-sim-" });
+  const serverCertificateManager = new OPCUACertificateManager({
+    rootFolder: `${pkiDir}/pki`,
+    automaticallyAcceptUnknownCertificate: true,
+  });
+  const userCertificateManager = new OPCUACertificateManager({
+    rootFolder: `${pkiDir}/user_pki`,
+    automaticallyAcceptUnknownCertificate: true,
+  });
+  const server = new OPCUAServer({
+    port: opts.port,
+    hostname: "127.0.0.1",
+    alternateHostname: ["127.0.0.1"],
+    serverCertificateManager,
+    userCertificateManager,
+    buildInfo: { productName: "otedge-simulator", manufacturerName: "otedge" },
+    serverInfo: { applicationUri: "urn:otedge:simulator:server", applicationName: "OtEdgeSim" },
+  });
+  try {
+    await server.initialize();
+    const space = server.engine.addressSpace!;
+    const ns = space.registerNamespace(OPCUA_SIM_NAMESPACE);
+    const folders = new Map<string, any>();
+    const folderOf = (parts: string[]): any => {
+      const key = parts.join("/");
+      let f = folders.get(key);
+      if (!f) {
+        const parent = parts.length === 1 ? space.rootFolder.objects : folderOf(parts.slice(0, -1));
+        f = ns.addObject({
+          organizedBy: parent,
+          browseName: parts[parts.length - 1],
+          nodeId: `s=${key}`,
+        });
+        folders.set(key, f);
+      }
+      return f;
+    };
+    const vars = new Map<string, { spec: SignalSpec; v: UAVariable; pinned: boolean }>();
+    for (const spec of SIGNALS) {
+      const parts = spec.path.split("/");
+      const base = {
+        componentOf: folderOf(parts.slice(0, -1)),
+        browseName: parts[parts.length - 1],
+        nodeId: `s=${spec.path}`,
+        minimumSamplingInterval: 100,
+      };
+      const v: UAVariable = spec.unit
+        ? ns.addAnalogDataItem({
+          ...base,
+          dataType: DataType[spec.dataType],
+          engineeringUnits: standardUnits[spec.unit],
+          engineeringUnitsRange: spec.range,
+        })
+        : ns.addVariable({ ...base, dataType: DataType[spec.dataType] });
+      v.setValueFromSource(toVariant(spec, spec.model(0, 0)), StatusCodes.Good);
+      vars.set(spec.path, { spec, v, pinned: false });
+    }
+    const t0 = Date.now();
+    let n = 0;
+    const timer = setInterval(() => {
+      n++;
+      const t = (Date.now() - t0) / 1000;
+      for (const s of vars.values()) {
+        if (!s.pinned) s.v.setValueFromSource(toVariant(s.spec, s.spec.model(t, n)));
+      }
+    }, opts.updateMs ?? 250);
+    await server.start();
+    const get = (path: string) => {
+      const s = vars.get(path);
+      if (!s) throw new Error(`no simulated signal ${path}`);
+      return s;
+    };
+    return {
+      endpoint: `opc.tcp://127.0.0.1:${opts.port}`,
+      namespaceUri: OPCUA_SIM_NAMESPACE,
+      paths: SIGNALS.map((s) => s.path),
+      set(path, o) {
+        const s = get(path);
+        s.pinned = true;
+        const value = o.value !== undefined ? toVariant(s.spec, o.value) : s.v.readValue().value;
+        const status = o.status ? StatusCodes[o.status] as StatusCode : StatusCodes.Good;
+        s.v.setValueFromSource(value, status, new Date());
+      },
+      release(path) {
+        get(path).pinned = false;
+      },
+      async stop() {
+        clearInterval(timer);
+        try {
+          await server.shutdown(0);
+        } finally {
+          await serverCertificateManager.dispose();
+          await userCertificateManager.dispose();
+          await Deno.remove(pkiDir, { recursive: true }).catch(() => {});
+        }
+      },
+    };
+  } catch (e) {
+    await server.shutdown(0).catch(() => {});
+    await Deno.remove(pkiDir, { recursive: true }).catch(() => {});
+    throw e;
+  }
+}
