@@ -1,5 +1,9 @@
 /** Shared helpers of the integration tests: processes, ports, stand-in files. */
+import { loadConfigText } from "../src/config/load.ts";
+import { createLogger } from "../src/log.ts";
 import { type SelfProcess, spawnSelf } from "../src/self.ts";
+import { splitRows } from "../src/sinks/zerobus/wire.ts";
+import { type RecordBatch, SourceHost } from "../src/sources/host.ts";
 
 /** A free TCP port on 127.0.0.1 (bound then released). */
 export function freePort(): number {
@@ -126,4 +130,63 @@ zerobus:
 ${o.sourceTargets ?? "    {}"}
   auth: { client_id: local-client, client_secret: local-secret }
 ${o.extra ?? ""}`;
+}
+
+/** A row the stand-in or a source produced, parsed. */
+export type Row = Record<string, unknown>;
+
+/** One source running in its real Worker under a real SourceHost, without spool or sink. */
+export interface HostedSource {
+  rows: Row[];
+  host: SourceHost;
+  dataDir: string;
+  stop(): Promise<void>;
+}
+
+/**
+ * Runs the first source of a config (YAML) under a SourceHost; its records
+ * land, parsed, in `rows`. `workerUrl` overrides the catalog (e.g. for a
+ * protocol whose Worker is not registered).
+ */
+export async function runSourceUnderHost(
+  yaml: string,
+  opts: { workerUrl?: (protocol: string) => URL | undefined } = {},
+): Promise<HostedSource> {
+  const res = loadConfigText(yaml, { env: {} });
+  if (!res.ok) throw new Error(res.errors.join("\n"));
+  const rows: Row[] = [];
+  const dec = new TextDecoder();
+  const dataDir = await Deno.makeTempDir();
+  const host = new SourceHost(
+    (_src, batch: RecordBatch) => {
+      for (const r of splitRows(batch.rows)) rows.push(JSON.parse(dec.decode(r)));
+      return Promise.resolve(true);
+    },
+    () => {},
+    createLogger("error", "test", () => {}),
+    {
+      dataDir,
+      normalization: res.config.normalization,
+      maxRows: 100,
+      recordType: () => "json",
+      workerUrl: opts.workerUrl,
+    },
+  );
+  await host.start(res.config.sources[0] as never);
+  return {
+    rows,
+    host,
+    dataDir,
+    async stop() {
+      await host.stopAll();
+      await Deno.remove(dataDir, { recursive: true });
+    },
+  };
+}
+
+/** The newest row per address among `rows` from index `from` on. */
+export function latestByAddress(rows: Row[], from = 0): Map<string, Row> {
+  const out = new Map<string, Row>();
+  for (const r of rows.slice(from)) out.set(r.address as string, r);
+  return out;
 }

@@ -6,58 +6,18 @@
  * One simulator serves every step.
  */
 import { assert, assertEquals } from "./assert.ts";
-import { freePort, waitFor } from "./helpers.ts";
-import { loadConfigText } from "../src/config/load.ts";
-import { createLogger } from "../src/log.ts";
-import { type RecordBatch, SourceHost } from "../src/sources/host.ts";
-import { splitRows } from "../src/sinks/zerobus/wire.ts";
+import { freePort, latestByAddress, runSourceUnderHost, waitFor } from "./helpers.ts";
 import { OPCUA_SIM_NAMESPACE, startOpcuaSimulator } from "../src/simulator/opcua_server.ts";
-
-type Row = Record<string, unknown>;
 
 const WORKER = new URL("../src/sources/opcua/worker.ts", import.meta.url);
 const NS = `nsu=${OPCUA_SIM_NAMESPACE};s=Plant1/Line1`;
 
 /** Runs the first source of `yaml` under a SourceHost; rows land in `rows`. */
-async function runSource(yaml: string) {
-  const res = loadConfigText(yaml, { env: {} });
-  if (!res.ok) throw new Error(res.errors.join("\n"));
-  const rows: Row[] = [];
-  const dec = new TextDecoder();
-  const dataDir = await Deno.makeTempDir();
-  const host = new SourceHost(
-    (_src, batch: RecordBatch) => {
-      for (const r of splitRows(batch.rows)) rows.push(JSON.parse(dec.decode(r)));
-      return Promise.resolve(true);
-    },
-    () => {},
-    createLogger("error", "test", () => {}),
-    {
-      dataDir,
-      normalization: res.config.normalization,
-      maxRows: 100,
-      recordType: () => "json",
-      workerUrl: (p) => (p === "opcua" ? WORKER : undefined),
-    },
-  );
-  await host.start(res.config.sources[0] as never);
-  return {
-    rows,
-    host,
-    dataDir,
-    async stop() {
-      await host.stopAll();
-      await Deno.remove(dataDir, { recursive: true });
-    },
-  };
+function runSource(yaml: string) {
+  return runSourceUnderHost(yaml, { workerUrl: (p) => (p === "opcua" ? WORKER : undefined) });
 }
 
-/** The newest row per address among `rows` from index `from` on. */
-function latest(rows: Row[], from = 0): Map<string, Row> {
-  const out = new Map<string, Row>();
-  for (const r of rows.slice(from)) out.set(r.address as string, r);
-  return out;
-}
+const latest = latestByAddress;
 
 function source(endpoint: string, extra: string): string {
   return `sources:

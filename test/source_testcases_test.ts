@@ -6,10 +6,8 @@
  * The source runs in its real Worker under the real host.
  */
 import { assert, assertEquals } from "./assert.ts";
+import { type Row, runSourceUnderHost, waitFor } from "./helpers.ts";
 import { loadConfigText } from "../src/config/load.ts";
-import { createLogger } from "../src/log.ts";
-import { type RecordBatch, SourceHost } from "../src/sources/host.ts";
-import { splitRows } from "../src/sinks/zerobus/wire.ts";
 
 const sourcesDir = new URL("../src/sources/", import.meta.url);
 
@@ -22,34 +20,14 @@ async function exists(url: URL): Promise<boolean> {
   }
 }
 
-async function collect(yaml: string, want: number): Promise<Record<string, unknown>[]> {
-  const res = loadConfigText(yaml, { env: {} });
-  if (!res.ok) throw new Error(res.errors.join("\n"));
-  const rows: Record<string, unknown>[] = [];
-  const dec = new TextDecoder();
-  let done: () => void = () => {};
-  const enough = new Promise<void>((r) => (done = r));
-  const host = new SourceHost(
-    (_src, batch: RecordBatch) => {
-      for (const r of splitRows(batch.rows)) rows.push(JSON.parse(dec.decode(r)));
-      if (rows.length >= want) done();
-      return Promise.resolve(true);
-    },
-    () => {},
-    createLogger("error", "test", () => {}),
-    {
-      dataDir: await Deno.makeTempDir(),
-      normalization: res.config.normalization,
-      maxRows: 100,
-      recordType: () => "json",
-    },
-  );
-  await host.start(res.config.sources[0] as never);
-  const timeout = setTimeout(done, 20_000);
-  await enough;
-  clearTimeout(timeout);
-  await host.stopAll();
-  return rows;
+async function collect(yaml: string, want: number): Promise<Row[]> {
+  const run = await runSourceUnderHost(yaml);
+  try {
+    await waitFor(() => run.rows.length >= want, `${want} records`, 20_000).catch(() => {});
+    return run.rows.slice();
+  } finally {
+    await run.stop();
+  }
 }
 
 for await (const proto of Deno.readDir(sourcesDir)) {
