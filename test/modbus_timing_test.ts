@@ -9,7 +9,7 @@ import {
 } from "../src/sources/modbus/timing.ts";
 import { isDue, unitAnswered, unitsOf, unitTimedOut } from "../src/sources/modbus/units.ts";
 import type { ReadRequest } from "../src/sources/modbus/plan.ts";
-import { tcpTarget } from "../src/sources/modbus/endpoint.ts";
+import { modbusTarget } from "../src/sources/modbus/endpoint.ts";
 import {
   errorCode,
   MODBUS_DISCONNECTED_CODE,
@@ -33,17 +33,27 @@ Deno.test("modbus timing: backoff doubles from 500 ms with jitter, capped at 30 
   assertEquals(backoffMs(20, 0), 24_000);
 });
 
-Deno.test("modbus endpoint: host and port, 502 by default; other transports refused", () => {
-  assertEquals(tcpTarget("modbus://127.0.0.1:5020"), { host: "127.0.0.1", port: 5020 });
-  assertEquals(tcpTarget("modbus://plc.local"), { host: "plc.local", port: 502 });
-  assertEquals(tcpTarget("modbus://[::1]:1502/"), { host: "::1", port: 1502 });
-  let message = "";
-  try {
-    tcpTarget("modbusrtu+tcp://gw:4001");
-  } catch (e) {
-    message = (e as Error).message;
-  }
-  assert(message.includes("only modbus://host[:port] (Modbus TCP) is supported"), message);
+Deno.test("modbus endpoint: TCP (502 by default) and RTU over TCP; serial RTU refused", () => {
+  const tcp = (host: string, port: number) => ({ transport: "tcp", host, port });
+  assertEquals(modbusTarget("modbus://127.0.0.1:5020"), tcp("127.0.0.1", 5020));
+  assertEquals(modbusTarget("modbus://plc.local"), tcp("plc.local", 502));
+  assertEquals(modbusTarget("modbus://[::1]:1502/"), tcp("::1", 1502));
+  assertEquals(modbusTarget("modbusrtu+tcp://gw:4001"), {
+    transport: "rtu+tcp",
+    host: "gw",
+    port: 4001,
+  });
+  const refused = (endpoint: string) => {
+    try {
+      modbusTarget(endpoint);
+    } catch (e) {
+      return (e as Error).message;
+    }
+    return "";
+  };
+  const serial = refused("modbusrtu:///dev/ttyUSB0");
+  assert(serial.includes("serial RTU (modbusrtu:///dev/...) is not supported yet"), serial);
+  assert(refused("modbusrtu+tcp://gw").includes("modbusrtu+tcp://host:port"), "port required");
 });
 
 Deno.test("modbus errors: exception codes, timeouts and connection loss", () => {

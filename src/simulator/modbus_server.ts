@@ -45,7 +45,8 @@ export function int16Word(value: number): number {
   return value & 0xffff;
 }
 
-interface UnitMemory {
+/** One unit's tables. */
+export interface UnitMemory {
   holding: number[];
   input: number[];
   coil: boolean[];
@@ -74,9 +75,58 @@ export function initialMemory(): Map<number, UnitMemory> {
   return new Map([[1, u1], [2, u2]]);
 }
 
+/** A Modbus exception a server answers with (`ServerTCP`'s shape). */
+export interface ModbusException {
+  modbusErrorCode: number;
+  msg: string;
+}
+
+function exception(code: number, msg: string): ModbusException {
+  return { modbusErrorCode: code, msg };
+}
+
+/** Register memory, shareable by the TCP and the RTU-over-TCP simulator. */
+export interface RegisterMemory {
+  /**
+   * `n` values of `unit`'s table from `addr` on; throws a `ModbusException`
+   * (11 for an unknown unit, 2 for an address outside the table).
+   */
+  read<K extends keyof UnitMemory>(unit: number, name: K, addr: number, n: number): UnitMemory[K];
+  /** Sets values from `addr` on; throws a RangeError outside the table. */
+  write<K extends keyof UnitMemory>(unit: number, name: K, addr: number, v: UnitMemory[K]): void;
+}
+
+/** A register memory holding the initial map. */
+export function registerMemory(): RegisterMemory {
+  const memory = initialMemory();
+  function table<K extends keyof UnitMemory>(unit: number, name: K): UnitMemory[K] {
+    const m = memory.get(unit);
+    if (!m) throw exception(11, `unit ${unit} does not answer`);
+    return m[name];
+  }
+  return {
+    read(unit, name, addr, n) {
+      const t = table(unit, name);
+      if (addr < 0 || addr + n > t.length) {
+        throw exception(2, `${name} ${addr}..${addr + n - 1} is outside 0..${t.length - 1}`);
+      }
+      return t.slice(addr, addr + n) as typeof t;
+    },
+    write(unit, name, addr, values) {
+      const t = table(unit, name);
+      if (addr < 0 || addr + values.length > t.length) {
+        throw new RangeError(`${name} ${addr}+${values.length} is outside 0..${t.length - 1}`);
+      }
+      t.splice(addr, values.length, ...(values as never[]));
+    },
+  };
+}
+
 /** A running simulator. */
 export interface ModbusSimulator {
   port: number;
+  /** The register memory it serves. */
+  memory: RegisterMemory;
   /** Sets holding registers from `address` on (16-bit words). */
   setHolding(unit: number, address: number, words: number[]): void;
   /** Sets input registers from `address` on (16-bit words). */
@@ -95,19 +145,17 @@ export interface ModbusSimulator {
   stop(): Promise<void>;
 }
 
-/** A Modbus exception the server answers with. */
-function exception(code: number, msg: string): { modbusErrorCode: number; msg: string } {
-  return { modbusErrorCode: code, msg };
-}
-
-/** Starts the Modbus TCP simulator on `host:port` (port must be given; 0 is not supported). */
+/**
+ * Starts the Modbus TCP simulator on `host:port` (port must be given; 0 is not
+ * supported), on its own memory or a shared one.
+ */
 export async function startModbusSimulator(
-  opts: { port: number; host?: string },
+  opts: { port: number; host?: string; memory?: RegisterMemory },
 ): Promise<ModbusSimulator> {
   if (!Number.isInteger(opts.port) || opts.port < 1 || opts.port > 65535) {
     throw new Error(`the Modbus simulator needs a port 1..65535, got ${opts.port}`);
   }
-  const memory = initialMemory();
+  const memory = opts.memory ?? registerMemory();
   let requests = 0;
   const silent = new Set<number>();
   const delays = new Map<number, number>();
@@ -142,31 +190,12 @@ export async function startModbusSimulator(
     return all ? values.map((_, i) => all.then((v) => v[i])) : values;
   }
 
-  function table<K extends keyof UnitMemory>(unit: number, name: K): UnitMemory[K] {
-    const m = memory.get(unit);
-    if (!m) throw exception(11, `unit ${unit} does not answer`);
-    return m[name];
-  }
   function span<K extends keyof UnitMemory>(unit: number, name: K, addr: number, n: number) {
-    const t = table(unit, name);
-    if (addr < 0 || addr + n > t.length) {
-      throw exception(2, `${name} ${addr}..${addr + n - 1} is outside 0..${t.length - 1}`);
-    }
+    const values = memory.read(unit, name, addr, n);
     requests++;
-    return t.slice(addr, addr + n) as UnitMemory[K];
+    return values;
   }
-  function set<K extends keyof UnitMemory>(
-    unit: number,
-    name: K,
-    addr: number,
-    values: UnitMemory[K],
-  ): void {
-    const t = table(unit, name);
-    if (addr < 0 || addr + values.length > t.length) {
-      throw new RangeError(`${name} ${addr}+${values.length} is outside 0..${t.length - 1}`);
-    }
-    t.splice(addr, values.length, ...(values as never[]));
-  }
+  const set = memory.write;
 
   const server = new ServerTCP({
     getHoldingRegister: (addr: number, unit: number) =>
@@ -190,6 +219,7 @@ export async function startModbusSimulator(
 
   return {
     port: opts.port,
+    memory,
     setHolding: (unit, address, words) => set(unit, "holding", address, words),
     setInput: (unit, address, words) => set(unit, "input", address, words),
     setCoils: (unit, address, bits) => set(unit, "coil", address, bits),

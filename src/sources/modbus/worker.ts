@@ -1,5 +1,6 @@
 /**
- * Modbus source Worker (Modbus TCP): connects with `modbus-serial`, polls the
+ * Modbus source Worker (Modbus TCP, or RTU frames over TCP): connects with
+ * `modbus-serial` (`connectTCP`, or `connectTelnet` for RTU over TCP), polls the
  * optimized read plan on a fixed schedule that does not drift, and emits one
  * reading per tag per poll. Failed reads give bad readings for every tag they
  * serve (exception code, or the codes in `readings.ts`); a lost connection is
@@ -9,7 +10,7 @@
  */
 import { runSourceWorker, type SourceDriver, type SourceKit } from "../worker_kit.ts";
 import { ModbusClient } from "./client.ts";
-import { tcpTarget } from "./endpoint.ts";
+import { type ModbusTarget, modbusTarget } from "./endpoint.ts";
 import { planReads, type ReadRequest, tagsOf } from "./plan.ts";
 import {
   errorCode,
@@ -46,9 +47,9 @@ function failedDriver(kit: SourceKit, error: string): SourceDriver {
 }
 
 function modbusDriver(cfg: ModbusSourceConfig, kit: SourceKit): SourceDriver {
-  let target: { host: string; port: number };
+  let target: ModbusTarget;
   try {
-    target = tcpTarget(cfg.endpoint);
+    target = modbusTarget(cfg.endpoint);
   } catch (e) {
     return failedDriver(kit, errorText(e));
   }
@@ -96,7 +97,10 @@ function modbusDriver(cfg: ModbusSourceConfig, kit: SourceKit): SourceDriver {
       );
     });
     try {
-      await Promise.race([c.connectTCP(target.host, { port: target.port }), timeout]);
+      const opened = target.transport === "tcp"
+        ? c.connectTCP(target.host, { port: target.port })
+        : c.connectTelnet(target.host, { port: target.port });
+      await Promise.race([opened, timeout]);
     } finally {
       clearTimeout(timer);
     }

@@ -1,5 +1,6 @@
 /** mqtt.js client options from an MQTT source entry (URL, session, TLS files). */
 import type { IClientOptions } from "mqtt";
+import { stateWill } from "./sparkplug/state.ts";
 
 /** The source keys the client options come from. */
 export interface ClientConfig {
@@ -17,6 +18,7 @@ export interface ClientConfig {
   client_id?: string;
   clean_session?: boolean;
   session_expiry_s: number;
+  sparkplug?: { host_id?: string };
 }
 
 /** The broker URL: `use_tls` upgrades mqtt:// to mqtts:// and ws:// to wss://. */
@@ -37,9 +39,13 @@ export function cleanSessionOf(cfg: Pick<ClientConfig, "qos" | "clean_session">)
 
 /**
  * Builds the mqtt.js options. Reconnection is left to the caller
- * (`reconnectPeriod: 0`) so it can use backoff with jitter.
+ * (`reconnectPeriod: 0`) so it can use backoff with jitter. With
+ * `sparkplug.host_id`, the Will is the host's offline STATE stamped `stateTimestamp`.
  */
-export async function clientOptions(cfg: ClientConfig): Promise<IClientOptions> {
+export async function clientOptions(
+  cfg: ClientConfig,
+  stateTimestamp = Date.now(),
+): Promise<IClientOptions> {
   const v5 = cfg.mqtt_version === "5";
   const clean = cleanSessionOf(cfg);
   const opts: IClientOptions = {
@@ -53,6 +59,8 @@ export async function clientOptions(cfg: ClientConfig): Promise<IClientOptions> 
     rejectUnauthorized: !cfg.insecure,
   };
   if (v5 && !clean) opts.properties = { sessionExpiryInterval: cfg.session_expiry_s };
+  const hostId = cfg.sparkplug?.host_id;
+  if (hostId !== undefined) opts.will = stateWill(hostId, stateTimestamp);
   if (cfg.username !== undefined) opts.username = cfg.username;
   if (cfg.password !== undefined) opts.password = cfg.password;
   if (cfg.ca_file) opts.ca = await readPem("ca_file", cfg.ca_file);

@@ -5,6 +5,7 @@
 import { z } from "zod";
 import type { SOURCE_SCHEMAS } from "../catalog.ts";
 import { topicTemplateProblem } from "./topics.ts";
+import { hostIdProblem } from "./sparkplug/state.ts";
 
 const ENDPOINT =
   /^(?:mqtts?|wss?):\/\/(?:\[[0-9A-Fa-f:.]+\]|[^\s/:?#[\]@]+)(?::(\d{1,5}))?(?:\/\S*)?$/;
@@ -60,6 +61,22 @@ export const payloadSchema = z.strictObject({
   unit_path: fieldPath.optional(),
 });
 
+/** Sparkplug B host application settings (messages on `spBv1.0/` topics). */
+export const sparkplugSchema = z.strictObject({
+  /** Publishes the host's STATE (`spBv1.0/STATE/<host_id>`) with a Will when set. */
+  host_id: z.string().superRefine((value, ctx) => {
+    const problem = hostIdProblem(value);
+    if (problem !== undefined) ctx.addIssue({ code: "custom", message: problem });
+  }).optional(),
+  /** Which Sparkplug name fills which ISA-95 context field (default area/line/equipment). */
+  context_mapping: z.partialRecord(
+    z.enum(["site", "area", "line", "equipment"]),
+    z.enum(["group", "edge_node", "device"]),
+  ).optional(),
+  /** At most one rebirth request per edge node within this many ms. */
+  rebirth_interval_ms: z.number().multipleOf(1).min(0).default(5000),
+});
+
 /** MQTT-specific keys of a source entry. */
 export const mqttFields = {
   endpoint: z.string().refine(isMqttEndpoint, "expected an mqtt://, mqtts://, ws:// or wss:// URL"),
@@ -93,6 +110,7 @@ export const mqttFields = {
   stale_after_s: z.number().positive().optional(),
   /** Larger payloads go to the dead-letter store. */
   max_payload_bytes: z.number().multipleOf(1).min(1).max(268435455).default(1_048_576),
+  sparkplug: sparkplugSchema.optional(),
 };
 
 /**

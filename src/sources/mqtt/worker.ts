@@ -9,6 +9,11 @@
  * message is flushed as its own batch and waits for the spool commit.
  * With MQTT 3.1.1 the hook is `handleMessage`, which mqtt.js calls after
  * PUBREC for QoS 2: there only QoS 1 is held until the spool.
+ *
+ * With `sparkplug.host_id` the source is a Sparkplug host: its Will is the
+ * offline STATE, it subscribes first and then publishes the online STATE with
+ * the Will's timestamp, republishes it on seeing its own offline STATE, and
+ * publishes offline on a clean stop.
  */
 import mqtt, { type IPublishPacket, type MqttClient } from "mqtt";
 import { runSourceWorker, type SourceDriver, type SourceKit } from "../worker_kit.ts";
@@ -18,10 +23,13 @@ import { brokerUrl, clientIdOf, clientOptions, securityDetail, TLS_UNVERIFIED } 
 import type { MqttSourceConfig } from "./schema.ts";
 import { NAMESPACE } from "./sparkplug/topic.ts";
 import { SparkplugHost } from "./sparkplug/host.ts";
+import { parseState, statePayload, stateTopic, stateWill } from "./sparkplug/state.ts";
 
 const BACKOFF_MIN_MS = 1000;
 const BACKOFF_MAX_MS = 30_000;
 const PREVIEW_CHARS = 2000;
+/** How long a clean stop waits for the broker to acknowledge the offline STATE. */
+const OFFLINE_STATE_WAIT_MS = 2000;
 
 function mqttDriver(cfg: MqttSourceConfig, kit: SourceKit): SourceDriver {
   const read = compileMessageReader(cfg);
@@ -36,11 +44,47 @@ function mqttDriver(cfg: MqttSourceConfig, kit: SourceKit): SourceDriver {
   let lastError: string | undefined;
   let dropped = 0;
   // Messages on spBv1.0/ topics go to the Sparkplug B host application.
-  const sparkplug = new SparkplugHost();
+  const sparkplug = new SparkplugHost({
+    contextMapping: cfg.sparkplug?.context_mapping,
+    rebirthIntervalMs: cfg.sparkplug?.rebirth_interval_ms,
+  });
+  const hostId = cfg.sparkplug?.host_id;
+  const ownState = hostId === undefined ? undefined : stateTopic(hostId);
+  /** Timestamp of this connection's Will and online STATE. */
+  let stateT = Date.now();
+  /** True once the online STATE of the current connection was published. */
+  let online = false;
+
+  /** Publishes this host's STATE (retained, QoS 1) with the connection's timestamp. */
+  function publishState(c: MqttClient, isOnline: boolean): Promise<void> {
+    return new Promise((resolve) => {
+      c.publish(ownState!, statePayload(isOnline, stateT), { qos: 1, retain: true }, (err) => {
+        if (err) {
+          kit.log("warning", "publishing the Sparkplug STATE failed", { error: err.message });
+        }
+        resolve();
+      });
+    });
+  }
+
+  /** Own offline STATE seen while online: announce online again (STATE never gives readings). */
+  function onOwnState(payload: Uint8Array): void {
+    const st = parseState(payload);
+    if (!st || st.online || !online || !client) return;
+    kit.log("info", "own Sparkplug STATE seen offline; republishing online", {
+      topic: ownState,
+      seen_timestamp: st.timestamp,
+    });
+    publishState(client, true);
+  }
 
   /** Readings of one message: Sparkplug B on its namespace, else the payload rules. */
   function readingsOf(topic: string, payload: Uint8Array, flags: { qos: number; retain: boolean }) {
     if (!topic.startsWith(`${NAMESPACE}/`)) return read(topic, payload, flags);
+    if (topic === ownState) {
+      onOwnState(payload);
+      return { ok: true as const, readings: [] };
+    }
     const out = sparkplug.handle(topic, payload, Date.now());
     if (out.rebirth) {
       kit.log("info", "requesting a Sparkplug rebirth", {
@@ -107,7 +151,11 @@ function mqttDriver(cfg: MqttSourceConfig, kit: SourceKit): SourceDriver {
     c.on("connect", (connack) => {
       backoffMs = BACKOFF_MIN_MS;
       lastError = undefined;
-      const subs = Object.fromEntries(cfg.topics.map((t) => [t, { qos: cfg.qos }]));
+      online = false;
+      const subs: Record<string, { qos: 0 | 1 | 2 }> = Object.fromEntries(
+        cfg.topics.map((t) => [t, { qos: cfg.qos }]),
+      );
+      if (ownState !== undefined) subs[ownState] = { qos: 1 };
       c.subscribe(subs, (err, granted) => {
         if (err) {
           kit.status("error", `subscribe failed on ${url}: ${err.message}`);
@@ -117,6 +165,10 @@ function mqttDriver(cfg: MqttSourceConfig, kit: SourceKit): SourceDriver {
         if (refused.length > 0) {
           kit.status("error", `broker ${url} refused the subscription to ${refused.join(", ")}`);
           return;
+        }
+        if (ownState !== undefined) {
+          online = true;
+          publishState(c, true);
         }
         kit.status("connected", undefined, {
           broker: url,
@@ -142,6 +194,11 @@ function mqttDriver(cfg: MqttSourceConfig, kit: SourceKit): SourceDriver {
         if (stopping || client !== c) return;
         kit.counters.reconnects++;
         kit.status("connecting", undefined, { broker: url });
+        // A new session gets a new STATE timestamp, in its Will and its online STATE.
+        if (hostId !== undefined) {
+          stateT = Date.now();
+          c.options.will = stateWill(hostId, stateT);
+        }
         c.reconnect();
       }, wait);
     });
@@ -152,7 +209,7 @@ function mqttDriver(cfg: MqttSourceConfig, kit: SourceKit): SourceDriver {
     async start() {
       let opts: mqtt.IClientOptions;
       try {
-        opts = await clientOptions(cfg);
+        opts = await clientOptions(cfg, stateT);
       } catch (e) {
         kit.status("error", (e as Error).message);
         return;
@@ -170,6 +227,16 @@ function mqttDriver(cfg: MqttSourceConfig, kit: SourceKit): SourceDriver {
       const c = client;
       client = undefined;
       if (!c) return;
+      if (online && c.connected) {
+        // A clean stop says offline itself; the Will covers a crash.
+        online = false;
+        let timer: ReturnType<typeof setTimeout> | undefined;
+        await Promise.race([
+          publishState(c, false),
+          new Promise((r) => timer = setTimeout(r, OFFLINE_STATE_WAIT_MS)),
+        ]);
+        clearTimeout(timer);
+      }
       // Force: unacknowledged QoS 1/2 messages stay with the broker (persistent session).
       await new Promise<void>((resolve) => c.end(true, {}, () => resolve()));
     },
