@@ -58,6 +58,21 @@ export async function startStandIn(dataDir: string, extraArgs: string[] = []): P
   };
 }
 
+/** Runs `body` with a stand-in process (started with `args`) in a temp folder; cleans both up. */
+export async function withStandIn(
+  args: string[],
+  body: (dir: string, standIn: StandIn) => Promise<void>,
+): Promise<void> {
+  const dir = await Deno.makeTempDir({ prefix: "otedge-e2e-" });
+  const standIn = await startStandIn(dir, args);
+  try {
+    await body(dir, standIn);
+  } finally {
+    await standIn.stop();
+    await Deno.remove(dir, { recursive: true });
+  }
+}
+
 /** Rows the stand-in wrote, per table, parsed. */
 export async function readTables(dataDir: string): Promise<Map<string, Record<string, unknown>[]>> {
   const out = new Map<string, Record<string, unknown>[]>();

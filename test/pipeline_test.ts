@@ -9,8 +9,8 @@ import {
   freePort,
   readTables,
   seqHoles,
-  startStandIn,
   waitFor,
+  withStandIn,
 } from "./helpers.ts";
 import { loadConfigText } from "../src/config/load.ts";
 import { createLogger } from "../src/log.ts";
@@ -56,9 +56,7 @@ async function runUntilDelivered(yaml: string, dataDir: string, expected: number
 }
 
 Deno.test("pipeline: every record of three sources arrives once, in its own table, with ISA-95 paths", async () => {
-  const dir = await Deno.makeTempDir({ prefix: "otedge-e2e-" });
-  const standIn = await startStandIn(dir);
-  try {
+  await withStandIn([], async (dir, standIn) => {
     const yaml = agentConfigYaml({
       dataDir: `${dir}/agent`,
       port: freePort(),
@@ -105,16 +103,11 @@ Deno.test("pipeline: every record of three sources arrives once, in its own tabl
       /otedge_source_incomplete_paths\{source="gen_a"\} 0/.test(out.prom),
       "incomplete paths gauge",
     );
-  } finally {
-    await standIn.stop();
-    await Deno.remove(dir, { recursive: true });
-  }
+  });
 });
 
 Deno.test("pipeline: stand-in failures mid-stream (UNAVAILABLE after N requests) lose nothing", async () => {
-  const dir = await Deno.makeTempDir({ prefix: "otedge-e2e-" });
-  const standIn = await startStandIn(dir, ["--fail-after", "7"]);
-  try {
+  await withStandIn(["--fail-after", "7"], async (dir, standIn) => {
     const yaml = agentConfigYaml({
       dataDir: `${dir}/agent`,
       port: freePort(),
@@ -128,16 +121,11 @@ Deno.test("pipeline: stand-in failures mid-stream (UNAVAILABLE after N requests)
     assertEquals(seqHoles(rows), []);
     const t = out.status.targets["main.iot_data.sensor_readings"];
     assert(t.reconnections >= 5, `streams were failed and reopened (${t.reconnections})`);
-  } finally {
-    await standIn.stop();
-    await Deno.remove(dir, { recursive: true });
-  }
+  });
 });
 
 Deno.test("pipeline: CloseStreamSignal mid-stream rotates to a new stream and loses nothing", async () => {
-  const dir = await Deno.makeTempDir({ prefix: "otedge-e2e-" });
-  const standIn = await startStandIn(dir, ["--close-after", "5", "--close-duration-ms", "300"]);
-  try {
+  await withStandIn(["--close-after", "5", "--close-duration-ms", "300"], async (dir, standIn) => {
     const yaml = agentConfigYaml({
       dataDir: `${dir}/agent`,
       port: freePort(),
@@ -151,16 +139,11 @@ Deno.test("pipeline: CloseStreamSignal mid-stream rotates to a new stream and lo
     assertEquals(seqHoles(rows), []);
     const t = out.status.targets["main.iot_data.sensor_readings"];
     assert(t.close_signals >= 3, `close signals handled (${t.close_signals})`);
-  } finally {
-    await standIn.stop();
-    await Deno.remove(dir, { recursive: true });
-  }
+  });
 });
 
 Deno.test("pipeline: several streams per table share the lane and lose nothing", async () => {
-  const dir = await Deno.makeTempDir({ prefix: "otedge-e2e-" });
-  const standIn = await startStandIn(dir);
-  try {
+  await withStandIn([], async (dir, standIn) => {
     const yaml = agentConfigYaml({
       dataDir: `${dir}/agent`,
       port: freePort(),
@@ -175,16 +158,11 @@ Deno.test("pipeline: several streams per table share the lane and lose nothing",
     const t = out.status.targets["main.iot_data.sensor_readings"];
     assertEquals(t.stream_ids.length, 3, "three live streams");
     assertEquals(new Set(t.stream_ids).size, 3);
-  } finally {
-    await standIn.stop();
-    await Deno.remove(dir, { recursive: true });
-  }
+  });
 });
 
 Deno.test("pipeline: record_type per table: a PROTO table and a JSON table side by side", async () => {
-  const dir = await Deno.makeTempDir({ prefix: "otedge-e2e-" });
-  const standIn = await startStandIn(dir);
-  try {
+  await withStandIn([], async (dir, standIn) => {
     const yaml = agentConfigYaml({
       dataDir: `${dir}/agent`,
       port: freePort(),
@@ -217,8 +195,5 @@ Deno.test("pipeline: record_type per table: a PROTO table and a JSON table side 
       "good",
     ]);
     assertEquals(out.apiStatus.sources.gen_p.target, "main.iot_data.proto_rows#proto");
-  } finally {
-    await standIn.stop();
-    await Deno.remove(dir, { recursive: true });
-  }
+  });
 });
