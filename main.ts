@@ -12,7 +12,6 @@ import { createTableSql } from "./src/record.ts";
 import { recordProtoText } from "./src/record_proto.ts";
 import { zerobusLocalCommand } from "./src/zerobus_local/cli.ts";
 import { credentialsCommand } from "./src/config/credentials.ts";
-import { simulateCommand } from "./src/simulator/cli.ts";
 import { exitWithParent } from "./src/self.ts";
 
 const VERSION = denoJson.version;
@@ -121,7 +120,8 @@ export async function main(argv: string[]): Promise<number> {
       case "demo":
         return await runDemo(rest);
       case "simulate":
-        return await simulateCommand(rest);
+        // Loaded on demand: the simulator pulls in protocol libraries the agent's main thread never loads.
+        return await (await import("./src/simulator/cli.ts")).simulateCommand(rest);
       case "zerobus-local":
         return await zerobusLocalCommand(rest);
       case "validate-config":
