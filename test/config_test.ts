@@ -422,6 +422,20 @@ normalization:
   );
 });
 
+Deno.test("path_template placeholders must be known", () => {
+  deepStrictEqual(
+    errorsOf(load(`
+normalization:
+  path_template: "{site}/{browse_path}/{tagname}"
+`)),
+    [
+      "normalization.path_template: unknown placeholder {tagname}; use one of {site}, {area}, " +
+      "{line}, {equipment}, {signal_type}, {tag_name}, {unit}, {address}, {browse_path}, " +
+      "{source_name}, {source_protocol}, {endpoint}",
+    ],
+  );
+});
+
 Deno.test("every problem is reported at once with exact key paths", () => {
   deepStrictEqual(
     errorsOf(load(`

@@ -390,6 +390,55 @@ const CASES: Case[] = [
     expect: { tag_path: "s/tbd/tbd/tbd/value/y" },
   },
   {
+    name: "opcua generic segments dropped before a rule's glob",
+    protocol: "opcua",
+    settings: {
+      rules: [{
+        match: { browse_path: "*/*/*/*" },
+        set: { site: "$1", line: "$2", equipment: "$3", tag_name: "$4" },
+      }],
+    },
+    reading: {
+      address: "ns=2;s=T",
+      tag_name: "T",
+      browse_path: "Root/Objects/Columbus/Line3/Machine1/Temperature",
+    },
+    expect: { tag_path: "columbus/production/line3/machine1/temperature/temperature" },
+  },
+  {
+    name: "opcua {browse_path} placeholder: sanitized, generic segments dropped",
+    protocol: "opcua",
+    settings: { path_template: "{site}/{browse_path}", rules: [] },
+    reading: {
+      address: "ns=2;s=HP",
+      tag_name: "Hydraulic.Pressure",
+      browse_path: "Objects/Columbus/Line-3/Press 1/Hydraulic.Pressure",
+    },
+    expect: { tag_path: "plant1/columbus/line_3/press_1/hydraulic_pressure" },
+  },
+  {
+    name: "opcua Server object's path without generic names",
+    protocol: "opcua",
+    settings: { path_template: "{browse_path}" },
+    reading: {
+      address: "i=2258",
+      tag_name: "CurrentTime",
+      browse_path: "Objects/Server/ServerStatus/CurrentTime",
+    },
+    expect: { tag_path: "serverstatus/currenttime" },
+  },
+  {
+    name: "generic_segments empty keeps the whole browse path",
+    protocol: "opcua",
+    settings: { path_template: "{browse_path}", generic_segments: [] },
+    reading: {
+      address: "ns=2;s=T",
+      tag_name: "T",
+      browse_path: "Objects/Columbus/T",
+    },
+    expect: { tag_path: "objects/columbus/t" },
+  },
+  {
     name: "empty tag name falls back to the address",
     protocol: "mqtt",
     reading: { address: "sensors/Boiler 1/T", tag_name: "***" },

@@ -6,6 +6,7 @@
  */
 import { z } from "zod";
 import { sourceSchema } from "../sources/catalog.ts";
+import { GENERIC_SEGMENTS } from "../normalize/rules.ts";
 
 /** An integer; unlike `z.int()` a failure does not hide problems elsewhere in the file. */
 const int = () => z.number().multipleOf(1);
@@ -211,10 +212,39 @@ export const ruleSchema = z.strictObject({
 
 const contextValue = z.string().min(1).optional();
 
+/** Placeholders a `path_template` may use. */
+export const PATH_TEMPLATE_FIELDS = [
+  "site",
+  "area",
+  "line",
+  "equipment",
+  "signal_type",
+  "tag_name",
+  "unit",
+  "address",
+  "browse_path",
+  "source_name",
+  "source_protocol",
+  "endpoint",
+] as const;
+
+/** Refuses `{name}` placeholders the normalizer does not know (they would silently be empty). */
+function checkPathTemplate(template: string, ctx: z.RefinementCtx): void {
+  for (const m of template.matchAll(/\{([^}]*)\}/g)) {
+    if (!(PATH_TEMPLATE_FIELDS as readonly string[]).includes(m[1])) {
+      ctx.addIssue({
+        code: "custom",
+        message: `unknown placeholder {${m[1]}}; use one of ` +
+          PATH_TEMPLATE_FIELDS.map((f) => `{${f}}`).join(", "),
+      });
+    }
+  }
+}
+
 /** `normalization`: ISA-95 paths, context defaults, quality tables and rules. */
 export const normalizationSchema = z.strictObject({
   enabled: z.boolean().default(true),
-  path_template: z.string().min(1).default(
+  path_template: z.string().min(1).superRefine(checkPathTemplate).default(
     "{site}/{area}/{line}/{equipment}/{signal_type}/{tag_name}",
   ),
   /** Context for sources that do not set their own. */
@@ -229,6 +259,11 @@ export const normalizationSchema = z.strictObject({
   /** Record protocol → native codes per unified quality; adds to the built-in tables. */
   quality_mapping: z.partialRecord(z.enum(RECORD_PROTOCOLS), qualityClasses).default(() => ({})),
   rules: z.array(ruleSchema).default(() => []),
+  /**
+   * Browse-path segments (case-insensitive) that name the OPC UA address space,
+   * not the plant: dropped before rules' `browse_path` globs and `{browse_path}` see the path.
+   */
+  generic_segments: z.array(z.string().min(1)).default(() => [...GENERIC_SEGMENTS]),
 });
 
 // ------------------------------------------------------------- backpressure

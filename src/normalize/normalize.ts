@@ -6,7 +6,7 @@
 import type { OtRecord } from "../record.ts";
 import type { Reading, TagContext } from "../sources/worker_protocol.ts";
 import { qualityOf, type QualityTable } from "./quality.ts";
-import { compileRules, type Rule } from "./rules.ts";
+import { compileRules, GENERIC_SEGMENTS, type Rule, withoutGenericSegments } from "./rules.ts";
 import { ProtoWriter, writeRecordFields } from "../record_proto.ts";
 import { typeValue } from "./values.ts";
 
@@ -26,6 +26,8 @@ export interface NormalizeSettings {
   missing_placeholder: string;
   quality_mapping?: QualityTable;
   rules?: readonly Rule[];
+  /** Browse-path segments dropped before rules and `{browse_path}` see the path. */
+  generic_segments?: readonly string[];
 }
 
 /** A record before the spool gives it its id. */
@@ -120,7 +122,8 @@ export function inferSignalType(unit: string | undefined, tagName: string): stri
 /**
  * Compiles a `{field}` path template into a function over the record's fields
  * (any static field: site, area, line, equipment, signal_type, tag_name,
- * source_name, source_protocol, endpoint, address, unit).
+ * source_name, source_protocol, endpoint, address, unit; and `browse_path`, the
+ * sanitized browse path or topic without generic segments).
  */
 export function compileTemplate(template: string): (fields: Record<string, unknown>) => string {
   const parts = template.split(/(\{[a-z_]+\})/).filter((p) => p !== "");
@@ -171,6 +174,12 @@ function contextKey(c: TagContext | undefined): string | undefined {
     : undefined;
 }
 
+/** A browse path as sanitized segments joined by `/` (empty segments dropped). */
+function browsePathSegments(path: string | undefined): string {
+  if (path === undefined) return "";
+  return path.split("/").map(sanitizeSegment).filter((s) => s !== "").join("/");
+}
+
 /** Builds the normalizer for a config section; call once, use per record. */
 export function createNormalizer(settings: NormalizeSettings): Normalizer {
   const template = compileTemplate(settings.path_template);
@@ -179,11 +188,17 @@ export function createNormalizer(settings: NormalizeSettings): Normalizer {
   const incompletePaths = new Map<string, number>();
   const tagsBySource = new WeakMap<SourceInfo, Map<string, TagEntry>>();
 
-  const rulesFor = compileRules(settings.rules ?? []);
+  const generic = new Set(
+    (settings.generic_segments ?? GENERIC_SEGMENTS).map((s) => s.toLowerCase()),
+  );
+  const rulesFor = compileRules(settings.rules ?? [], generic);
 
   // Precedence: default context < source < rules < the reading's own (per-tag) context.
   const buildEntry = (source: SourceInfo, r: Reading): TagEntry => {
-    const ruled = rulesFor(source, r);
+    const cleanPath = r.browse_path === undefined
+      ? undefined
+      : withoutGenericSegments(r.browse_path, generic);
+    const ruled = rulesFor(source, r, cleanPath);
     const ctx: Record<string, string> = {};
     let incomplete = false;
     for (const k of CONTEXT_KEYS) {
@@ -211,7 +226,9 @@ export function createNormalizer(settings: NormalizeSettings): Normalizer {
       signal_type: signalType,
       unit: unit ?? null,
     };
-    fields.tag_path = settings.enabled ? template(fields) : r.address;
+    fields.tag_path = settings.enabled
+      ? template({ ...fields, browse_path: browsePathSegments(cleanPath) })
+      : r.address;
     let json = "";
     for (const [k, v] of Object.entries(fields)) json += `,"${k}":${JSON.stringify(v)}`;
     return {

@@ -43,6 +43,18 @@ export function globToRegExp(glob: string): RegExp {
   return new RegExp(`^${re}$`);
 }
 
+/** Browse-path segments that name the address space, not the plant; dropped by default. */
+export const GENERIC_SEGMENTS: readonly string[] = ["root", "objects", "server"];
+
+/**
+ * A browse path without its generic segments (compared case-insensitively,
+ * e.g. `Objects/Columbus/Line3/Press1/Temperature` → `Columbus/Line3/Press1/Temperature`).
+ */
+export function withoutGenericSegments(path: string, generic: ReadonlySet<string>): string {
+  if (generic.size === 0) return path;
+  return path.split("/").filter((s) => !generic.has(s.toLowerCase())).join("/");
+}
+
 /** Replaces `$1`..`$9` and `$<name>` with the groups of a match (missing groups become ""). */
 function substitute(template: string, m: RegExpExecArray | null): string {
   if (!m) return template;
@@ -52,26 +64,37 @@ function substitute(template: string, m: RegExpExecArray | null): string {
   );
 }
 
-/** Compiles rules into one function from (source name, protocol, reading) to the fields they set. */
+/**
+ * Compiles rules into one function from (source name, protocol, reading) to the
+ * fields they set. A `browse_path` glob is matched against the browse path
+ * without its generic segments (`cleanPath`), unless the glob itself starts with
+ * a generic segment (`Objects/...`): then against the full path.
+ */
 export function compileRules(
   rules: readonly Rule[],
-): (source: { name: string; protocol: string }, r: Reading) => RuleResult {
-  const compiled = rules.map((rule) => ({
-    protocol: rule.match.protocol,
-    source: rule.match.source,
-    address: rule.match.address === undefined ? undefined : new RegExp(rule.match.address),
-    browse: rule.match.browse_path === undefined ? undefined : globToRegExp(rule.match.browse_path),
-    set: Object.entries(rule.set) as [RuleField, string][],
-  }));
+  generic: ReadonlySet<string> = new Set(GENERIC_SEGMENTS),
+): (source: { name: string; protocol: string }, r: Reading, cleanPath?: string) => RuleResult {
+  const compiled = rules.map((rule) => {
+    const glob = rule.match.browse_path;
+    return {
+      protocol: rule.match.protocol,
+      source: rule.match.source,
+      address: rule.match.address === undefined ? undefined : new RegExp(rule.match.address),
+      browse: glob === undefined ? undefined : globToRegExp(glob),
+      fullPath: glob !== undefined && generic.has(glob.split("/")[0].toLowerCase()),
+      set: Object.entries(rule.set) as [RuleField, string][],
+    };
+  });
   if (compiled.length === 0) return () => ({});
-  return (source, r) => {
+  return (source, r, cleanPath) => {
     const out: RuleResult = {};
     for (const c of compiled) {
       if (c.protocol !== undefined && c.protocol !== source.protocol) continue;
       if (c.source !== undefined && c.source !== source.name) continue;
       const byAddress = c.address ? c.address.exec(r.address) : null;
       if (c.address && !byAddress) continue;
-      const byBrowse = c.browse ? c.browse.exec(r.browse_path ?? "") : null;
+      const path = c.fullPath ? r.browse_path : cleanPath ?? r.browse_path;
+      const byBrowse = c.browse ? c.browse.exec(path ?? "") : null;
       if (c.browse && !byBrowse) continue;
       for (const [field, template] of c.set) {
         out[field] = substitute(template, byAddress ?? byBrowse);
