@@ -1,5 +1,6 @@
 import { assert, assertEquals } from "./assert.ts";
 import { createNormalizer, inferSignalType, sanitizeSegment } from "../src/normalize/normalize.ts";
+import { fromFloat32 } from "../src/normalize/values.ts";
 import { qualityOf } from "../src/normalize/quality.ts";
 import { typeValue } from "../src/normalize/values.ts";
 import type { Reading } from "../src/sources/worker_protocol.ts";
@@ -45,6 +46,14 @@ Deno.test("normalize: signal type from unit, then tag name words, else value", (
     [undefined, "HydraulicPressure", "pressure"],
     [undefined, "running_status", "status"],
     [undefined, "setpoint_7", "value"],
+    // words, not substrings: a press is a machine, a compressor's state is a status
+    [undefined, "Press2/Running", "status"],
+    [undefined, "press2.cycle_time", "value"],
+    [undefined, "Compressor_State", "status"],
+    [undefined, "BoilerTempPV", "temperature"],
+    [undefined, "steam_pres", "pressure"],
+    [undefined, "Overflow_Alarm", "status"],
+    [undefined, "FlowRate", "flow"],
   ];
   for (const [unit, name, want] of cases) {
     assertEquals(inferSignalType(unit, name), want, `${unit} ${name}`);
@@ -153,4 +162,20 @@ Deno.test("normalize: disabled normalization passes the raw address as the path"
     n(source, { address: "ns=2;s=A.B", tag_name: "B", value: 1, quality_code: 0 }, 1).tag_path,
     "ns=2;s=A.B",
   );
+});
+
+Deno.test("normalize: float32 values as their shortest decimal", () => {
+  const cases: Array<[number, number]> = [
+    [Math.fround(42.9), 42.9],
+    [Math.fround(12.5), 12.5],
+    [Math.fround(0.1), 0.1],
+    [Math.fround(-273.15), -273.15],
+    [Math.fround(3.4028234663852886e38), 3.4028235e38],
+    [Math.fround(1e-45), 1e-45],
+    [0, 0],
+    [Math.fround(16777217), 16777216],
+  ];
+  for (const [input, want] of cases) assertEquals(fromFloat32(input), want, String(input));
+  assertEquals(Number.isNaN(fromFloat32(NaN)), true);
+  assertEquals(fromFloat32(-Infinity), -Infinity);
 });

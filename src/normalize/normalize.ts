@@ -94,19 +94,29 @@ const SIGNAL_BY_UNIT: Record<string, string> = {
   "kwh": "energy",
 };
 
+/**
+ * Signal types by the words of a tag name. A word is a run of letters (camel
+ * case splits words), so `Press1/Running` is a status, not a pressure; the
+ * prefixes are matched at the start of a word (`Temp`, `Temperature`, `Vib_X`).
+ */
 const SIGNAL_WORDS: Array<[RegExp, string]> = [
-  [/temp/, "temperature"],
-  [/press/, "pressure"],
-  [/speed|rpm|velocity/, "speed"],
-  [/flow/, "flow"],
-  [/power|kw/, "power"],
-  [/current|amps?\b/, "current"],
-  [/volt/, "voltage"],
-  [/vib/, "vibration"],
-  [/level/, "level"],
-  [/status|state|running|alarm/, "status"],
-  [/count|total/, "counter"],
+  [/^(temp|tmp)/, "temperature"],
+  [/^(pressure|pres$|psi$)/, "pressure"],
+  [/^(speed|rpm$|velocity)/, "speed"],
+  [/^flow/, "flow"],
+  [/^(power|kw$)/, "power"],
+  [/^(current|amps?$)/, "current"],
+  [/^volt/, "voltage"],
+  [/^vib/, "vibration"],
+  [/^(level|lvl$)/, "level"],
+  [/^(status|state|running|alarm|fault)/, "status"],
+  [/^(count|total)/, "counter"],
 ];
+
+/** The lowercase words of a tag name: letter runs, split at camel-case humps. */
+function nameWords(name: string): string[] {
+  return name.replace(/([a-z])([A-Z])/g, "$1 $2").toLowerCase().match(/[a-z]+/g) ?? [];
+}
 
 /** Infers the signal type from the unit, then from words in the tag name, else `value`. */
 export function inferSignalType(unit: string | undefined, tagName: string): string {
@@ -114,8 +124,8 @@ export function inferSignalType(unit: string | undefined, tagName: string): stri
     const byUnit = SIGNAL_BY_UNIT[unit.trim().toLowerCase()];
     if (byUnit) return byUnit;
   }
-  const name = tagName.toLowerCase();
-  for (const [re, type] of SIGNAL_WORDS) if (re.test(name)) return type;
+  const words = nameWords(tagName);
+  for (const [re, type] of SIGNAL_WORDS) if (words.some((w) => re.test(w))) return type;
   return "value";
 }
 

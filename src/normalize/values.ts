@@ -92,3 +92,19 @@ export function typeValue(value: unknown, hint?: ValueType): TypedValue {
     value_type: "json",
   };
 }
+
+/**
+ * A float32 as the shortest decimal that reads back as the same float32, so
+ * 42.9 sent as float32 is recorded as 42.9, not 42.900001525878906. Sources
+ * call it for values that arrive as single precision (Modbus float32, OPC UA
+ * Float, Sparkplug Float).
+ */
+export function fromFloat32(value: number): number {
+  if (!Number.isFinite(value)) return value;
+  const f = Math.fround(value);
+  for (let digits = 1; digits < 9; digits++) {
+    const shorter = Number(f.toPrecision(digits));
+    if (Math.fround(shorter) === f) return shorter;
+  }
+  return f;
+}
