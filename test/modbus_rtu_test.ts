@@ -1,7 +1,8 @@
 /**
  * Modbus RTU over TCP: the simulator's RTU frame server (CRC, exceptions, bad
- * frames ignored) and the Modbus source over `modbusrtu+tcp://` reading the
- * same memory as the Modbus TCP simulator.
+ * frames ignored), answer framing without transaction ids, and the Modbus
+ * source over `modbusrtu+tcp://` reading the same memory as the Modbus TCP
+ * simulator, beside a silent unit and a unit whose replies come late.
  */
 import { assert, assertEquals } from "./assert.ts";
 import { freePort, latestByAddress, runSourceUnderHost, waitFor } from "./helpers.ts";
@@ -11,6 +12,8 @@ import {
   startModbusRtuSimulator,
   withCrc,
 } from "../src/simulator/modbus_rtu_server.ts";
+import { MODBUS_TIMEOUT_CODE } from "../src/sources/modbus/readings.ts";
+import { expectedAnswer, scanAnswer } from "../src/sources/modbus/rtu_frame.ts";
 
 Deno.test("modbus rtu: CRC-16/MODBUS of a read request, appended low byte first", () => {
   const frame = withCrc([0x01, 0x03, 0x00, 0x00, 0x00, 0x01]);
@@ -142,6 +145,133 @@ Deno.test("modbus rtu: an illegal address gives quality bad with exception code 
     }
     const ok = seen.get("1/holding/0")!;
     assertEquals([ok.quality, ok.value_num], ["good", 12.5], "the other read is unaffected");
+  } finally {
+    await run.stop();
+    await rtu.stop();
+  }
+});
+
+/** Unit 1's answer to "read holding 0..1": float32 66.0 (words 0x4284 0x0000). */
+const UNIT1_FAKE = [...withCrc([1, 3, 4, 0x42, 0x84, 0, 0])];
+
+/** The 9 bytes of `UNIT1_FAKE` (and a pad byte) as 5 register words. */
+function fakeWords(): number[] {
+  const b = [...UNIT1_FAKE, 0];
+  return [0, 2, 4, 6, 8].map((i) => (b[i] << 8) | b[i + 1]);
+}
+
+Deno.test("modbus rtu: an answer is found by unit, function, length and CRC; other frames skipped whole", () => {
+  const want = expectedAnswer(withCrc([1, 3, 0, 0, 0, 2]));
+  assertEquals(want, { unit: 1, functionCode: 3, length: 9 });
+  const answer = [...withCrc([1, 3, 4, 0x41, 0x48, 0, 0])];
+  // A late answer of unit 2 whose registers hold a complete, CRC-valid answer of unit 1.
+  const late = [...withCrc([2, 3, 10, ...fakeWords().flatMap((w) => [w >> 8, w & 0xff])])];
+  const bytes = Uint8Array.from([...late, ...answer]);
+  assertEquals(scanAnswer(bytes, want).found, { start: late.length, length: 9 });
+  // Only the late frame so far: nothing found, all of it dropped.
+  assertEquals(scanAnswer(Uint8Array.from(late), want), { keepFrom: late.length });
+  // An exception of unit 1 answers too; one of unit 2 does not.
+  const ex = [...withCrc([1, 0x83, 2])];
+  assertEquals(scanAnswer(Uint8Array.from([...withCrc([2, 0x83, 2]), ...ex]), want).found, {
+    start: 5,
+    length: 5,
+  });
+  // Same unit and function but another length (a late answer to another read): skipped.
+  const other = [...withCrc([1, 3, 2, 0, 7])];
+  assertEquals(scanAnswer(Uint8Array.from([...other, ...answer]), want).found?.start, 7);
+  // A bad CRC is never an answer; an incomplete answer keeps its bytes.
+  const broken = [...answer];
+  broken[8] ^= 0xff;
+  assertEquals(scanAnswer(Uint8Array.from(broken), want).found, undefined);
+  const part = scanAnswer(Uint8Array.from([7, 7, ...answer.slice(0, 5)]), want);
+  assert(part.found === undefined && part.keepFrom <= 2, JSON.stringify(part));
+  assertEquals(scanAnswer(Uint8Array.from([7, 7, ...answer]), want).found, { start: 2, length: 9 });
+});
+
+/** Unit 1 (float32 12.5) and unit 2 (`unit2` registers) over RTU over TCP; unit 2 waits 150 ms. */
+function twoUnitsRtu(port: number, unit2: string): string {
+  return `sources:
+  - name: plc
+    protocol: modbus
+    endpoint: modbusrtu+tcp://127.0.0.1:${port}
+    polling_interval_ms: 100
+    timeout_ms: 1000
+    slaves: [{unit_id: 2, timeout_ms: 150}]
+    registers:
+      - {address: 0, type: holding, data_type: float32, name: temp}
+${unit2}`;
+}
+
+Deno.test("modbus rtu: a silent unit times out while the healthy one keeps being polled", async () => {
+  const rtu = startModbusRtuSimulator({ port: 0 });
+  rtu.setSilent(2, true);
+  const run = await runSourceUnderHost(twoUnitsRtu(
+    rtu.port,
+    "      - {address: 0, type: holding, data_type: float32, byte_order: CDAB, unit_id: 2}\n",
+  ));
+  try {
+    const of = (address: string, from = 0) =>
+      run.rows.slice(from).filter((r) => r.address === address);
+    await waitFor(() => of("2/holding/0").length >= 3, "three timeouts of unit 2", 15_000);
+    const after = run.rows.findIndex((r) => r.address === "2/holding/0");
+    await waitFor(() => of("1/holding/0", after).length >= 10, "unit 1 still polled", 15_000);
+    for (const r of of("1/holding/0")) assertEquals([r.quality, r.value_num], ["good", 12.5]);
+    for (const r of of("2/holding/0")) {
+      assertEquals([r.quality, r.quality_code, r.value_num], ["bad", MODBUS_TIMEOUT_CODE, null]);
+    }
+    assert(rtu.requestsTo(2) >= 3, `unit 2 asked ${rtu.requestsTo(2)} times`);
+    rtu.setSilent(2, false);
+    const back = await waitFor(
+      () => of("2/holding/0").find((r) => r.quality === "good"),
+      "unit 2 answering again",
+      20_000,
+    );
+    assertEquals(back.value_num, 99.5);
+    const st = run.host.status().plc;
+    assertEquals([st.state, st.counters.reconnects], ["connected", 0]);
+  } finally {
+    await run.stop();
+    await rtu.stop();
+  }
+});
+
+Deno.test("modbus rtu: a late reply of unit 2 is never taken for unit 1's answer", async () => {
+  const rtu = startModbusRtuSimulator({ port: 0 });
+  // Unit 2's registers 10..14 hold a complete, CRC-valid answer of unit 1 (66.0):
+  // a client that searches the stream for unit 1's header would take it.
+  rtu.memory.write(2, "holding", 10, fakeWords());
+  rtu.setLate(2, true);
+  const run = await runSourceUnderHost(
+    twoUnitsRtu(rtu.port, "      - {address: 10, count: 5, type: holding, unit_id: 2}\n"),
+  );
+  try {
+    const of = (address: string, from = 0) =>
+      run.rows.slice(from).filter((r) => r.address === address);
+    await waitFor(() => rtu.lateAnswers >= 3, "three late replies of unit 2", 20_000);
+    const seen = run.rows.length;
+    await waitFor(() => of("1/holding/0", seen).length >= 2, "unit 1 polled after them", 10_000);
+    const temp = of("1/holding/0");
+    for (const r of temp) {
+      assertEquals([r.quality, r.value_num], ["good", 12.5], "unit 1 never got unit 2's reply");
+    }
+    for (const r of of("2/holding/10")) {
+      assertEquals([r.quality, r.quality_code], ["bad", MODBUS_TIMEOUT_CODE], "unit 2 timed out");
+    }
+    // Replies on time again: unit 2 reads its own registers at its next poll, without a reconnect.
+    rtu.setLate(2, false);
+    const from = run.rows.length;
+    const good = await waitFor(
+      () => of("2/holding/10", from).find((r) => r.quality === "good"),
+      "unit 2 good again",
+      20_000,
+    );
+    assertEquals(good.value_num, fakeWords()[0]);
+    assert(
+      of("2/holding/10", from).findIndex((r) => r.quality === "good") <= 1,
+      "at most the poll in flight at the switch timed out",
+    );
+    const st = run.host.status().plc;
+    assertEquals([st.state, st.counters.reconnects], ["connected", 0]);
   } finally {
     await run.stop();
     await rtu.stop();
