@@ -22,7 +22,10 @@
  * | 2    | coil     | 0       | true                                   |
  *
  * For tests a unit can be made silent (requests to it get no answer at all) or
- * slow (answers after a delay), with `setSilent` and `setDelay`.
+ * slow (answers after a delay), with `setSilent` and `setDelay`, and
+ * `readsAt(unit, table, address)` counts the reads that started at an address.
+ * For benchmarks `layout` gives more units and larger tables (all zero beyond
+ * the map above).
  */
 import { ServerTCP } from "../sources/modbus/client.ts";
 
@@ -53,26 +56,43 @@ export interface UnitMemory {
   discrete: boolean[];
 }
 
-function blankUnit(): UnitMemory {
+/** Unit ids and table size of a simulator (defaults: units 1 and 2, 100 per table). */
+export interface SimulatorLayout {
+  units?: readonly number[];
+  /** Registers (and bits) per table, 1..65536. */
+  tableSize?: number;
+}
+
+function blankUnit(size = SIMULATOR_TABLE_SIZE): UnitMemory {
   return {
-    holding: new Array(SIMULATOR_TABLE_SIZE).fill(0),
-    input: new Array(SIMULATOR_TABLE_SIZE).fill(0),
-    coil: new Array(SIMULATOR_TABLE_SIZE).fill(false),
-    discrete: new Array(SIMULATOR_TABLE_SIZE).fill(false),
+    holding: new Array(size).fill(0),
+    input: new Array(size).fill(0),
+    coil: new Array(size).fill(false),
+    discrete: new Array(size).fill(false),
   };
 }
 
-/** The simulator's initial register map (see the table above). */
-export function initialMemory(): Map<number, UnitMemory> {
-  const u1 = blankUnit();
+/** The simulator's initial register map (see the table above), on `layout`'s units and sizes. */
+export function initialMemory(layout: SimulatorLayout = {}): Map<number, UnitMemory> {
+  const size = layout.tableSize ?? SIMULATOR_TABLE_SIZE;
+  if (!Number.isInteger(size) || size < 8 || size > 65536) {
+    throw new RangeError(`tableSize must be 8..65536, got ${size}`);
+  }
+  const blank = () => blankUnit(size);
+  const u1 = blank();
   u1.holding.splice(0, 8, ...float32Words(12.5), ...float32Words(21.75, "CDAB"), 235, 0xfff1, 1, 2);
   u1.input.splice(0, 2, ...float32Words(1.5));
   u1.coil.splice(0, 4, true, false, true, true);
   u1.discrete.splice(0, 4, false, true, false, true);
-  const u2 = blankUnit();
+  const u2 = blank();
   u2.holding.splice(0, 3, ...float32Words(99.5, "CDAB"), int16Word(-1));
   u2.coil[0] = true;
-  return new Map([[1, u1], [2, u2]]);
+  const all = new Map([[1, u1], [2, u2]]);
+  for (const unit of layout.units ?? SIMULATOR_UNITS) if (!all.has(unit)) all.set(unit, blank());
+  if (layout.units) {
+    for (const unit of all.keys()) if (!layout.units.includes(unit)) all.delete(unit);
+  }
+  return all;
 }
 
 /** A Modbus exception a server answers with (`ServerTCP`'s shape). */
@@ -96,9 +116,9 @@ export interface RegisterMemory {
   write<K extends keyof UnitMemory>(unit: number, name: K, addr: number, v: UnitMemory[K]): void;
 }
 
-/** A register memory holding the initial map. */
-export function registerMemory(): RegisterMemory {
-  const memory = initialMemory();
+/** A register memory holding the initial map (on `layout`'s units and sizes). */
+export function registerMemory(layout: SimulatorLayout = {}): RegisterMemory {
+  const memory = initialMemory(layout);
   function table<K extends keyof UnitMemory>(unit: number, name: K): UnitMemory[K] {
     const m = memory.get(unit);
     if (!m) throw exception(11, `unit ${unit} does not answer`);
@@ -139,8 +159,10 @@ export interface ModbusSimulator {
   setSilent(unit: number, silent: boolean): void;
   /** Answers of `unit` wait `ms` (0: none); later requests of other units are not held up. */
   setDelay(unit: number, ms: number): void;
-  /** Requests served so far (reads of any table). */
+  /** Requests served so far (reads of any table; one per bit for coils and discrete inputs). */
   readonly requests: number;
+  /** Reads of `unit`'s `table` that started at `address` so far. */
+  readsAt(unit: number, table: keyof UnitMemory, address: number): number;
   /** Closes the listener and every client connection. */
   stop(): Promise<void>;
 }
@@ -150,13 +172,14 @@ export interface ModbusSimulator {
  * supported), on its own memory or a shared one.
  */
 export async function startModbusSimulator(
-  opts: { port: number; host?: string; memory?: RegisterMemory },
+  opts: { port: number; host?: string; memory?: RegisterMemory; layout?: SimulatorLayout },
 ): Promise<ModbusSimulator> {
   if (!Number.isInteger(opts.port) || opts.port < 1 || opts.port > 65535) {
     throw new Error(`the Modbus simulator needs a port 1..65535, got ${opts.port}`);
   }
-  const memory = opts.memory ?? registerMemory();
+  const memory = opts.memory ?? registerMemory(opts.layout);
   let requests = 0;
+  const starts = new Map<string, number>();
   const silent = new Set<number>();
   const delays = new Map<number, number>();
   const timers = new Set<ReturnType<typeof setTimeout>>();
@@ -193,6 +216,8 @@ export async function startModbusSimulator(
   function span<K extends keyof UnitMemory>(unit: number, name: K, addr: number, n: number) {
     const values = memory.read(unit, name, addr, n);
     requests++;
+    const key = `${unit}/${name}/${addr}`;
+    starts.set(key, (starts.get(key) ?? 0) + 1);
     return values;
   }
   const set = memory.write;
@@ -232,6 +257,7 @@ export async function startModbusSimulator(
     get requests() {
       return requests;
     },
+    readsAt: (unit, table, address) => starts.get(`${unit}/${table}/${address}`) ?? 0,
     stop() {
       for (const t of timers) clearTimeout(t);
       timers.clear();

@@ -7,7 +7,7 @@ import { z } from "zod";
 import { finishGenerator, generatorFields } from "./generator/schema.ts";
 import { checkOpcua, opcuaFields } from "./opcua/schema.ts";
 import { checkMqtt, mqttFields } from "./mqtt/schema.ts";
-import { modbusFields } from "./modbus/schema.ts";
+import { checkModbus, modbusFields } from "./modbus/schema.ts";
 
 /** Source names: 1 to 64 letters, digits, `_`, `.` or `-`. */
 export const SOURCE_NAME_PATTERN = /^[A-Za-z0-9_.-]{1,64}$/;
@@ -37,7 +37,7 @@ export const SOURCE_SCHEMAS = {
   generator: source("generator", generatorFields).transform(finishGenerator),
   opcua: source("opcua", opcuaFields).superRefine(checkOpcua, ALWAYS),
   mqtt: source("mqtt", mqttFields).superRefine(checkMqtt, ALWAYS),
-  modbus: source("modbus", modbusFields),
+  modbus: source("modbus", modbusFields).superRefine(checkModbus, ALWAYS),
 };
 
 /** A protocol name with a registered source schema. */

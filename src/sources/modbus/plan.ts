@@ -1,9 +1,10 @@
 /**
- * The register map as tags, and the request optimizer: tags of one unit id and
- * table merged into as few reads as possible, each within the protocol limit
- * (125 registers, 2,000 bits), joining gaps of up to `max_gap` unused
- * registers (bits for coil and discrete).
+ * The register map as tags, and the request optimizer: tags of one poll group,
+ * unit id and table merged into as few reads as possible, each within the
+ * protocol limit (125 registers, 2,000 bits), joining gaps of up to `max_gap`
+ * unused registers (bits for coil and discrete).
  */
+import type { TagContext } from "../worker_protocol.ts";
 import type { ByteOrder, ValueFormat } from "./decode.ts";
 import {
   MAX_READ_BITS,
@@ -34,10 +35,18 @@ export interface ModbusTag {
   offset?: number;
   unit?: string;
   signalType?: string;
+  /** Poll group name; undefined for the source's own schedule. */
+  group?: string;
+  /** ISA-95 context of the register entry (overrides the source's). */
+  context?: TagContext;
+  /** Report by exception: smallest change of a number that is reported. */
+  deadband?: number;
 }
 
 /** One read request and the tags it serves. */
 export interface ReadRequest {
+  /** Poll group of its tags; undefined for the source's own schedule. */
+  group?: string;
   unitId: number;
   table: ModbusTable;
   address: number;
@@ -66,11 +75,20 @@ function valueWidth(table: ModbusTable, dataType: ModbusDataType, count: number)
   return dataType === "string" ? count : registerWidth(dataType);
 }
 
+const CONTEXT_KEYS = ["site", "area", "line", "equipment"] as const;
+
+/** The ISA-95 keys a register entry sets, or undefined when it sets none. */
+function contextOf(r: ModbusRegisterConfig): TagContext | undefined {
+  const keys = CONTEXT_KEYS.filter((k) => r[k] !== undefined);
+  return keys.length === 0 ? undefined : Object.fromEntries(keys.map((k) => [k, r[k]]));
+}
+
 /** Expands the register map into one tag per value, in config order. */
 export function tagsOf(cfg: ModbusMapConfig): ModbusTag[] {
   const tags: ModbusTag[] = [];
   for (const r of cfg.registers) {
     const unitId = r.unit_id ?? cfg.slave_id;
+    const context = contextOf(r);
     const width = valueWidth(r.type, r.data_type, r.count);
     const n = Math.max(1, Math.floor(r.count / width));
     for (let i = 0; i < n; i++) {
@@ -93,6 +111,9 @@ export function tagsOf(cfg: ModbusMapConfig): ModbusTag[] {
         offset: r.offset,
         unit: r.unit,
         signalType: r.signal_type,
+        group: r.poll_group,
+        context,
+        deadband: r.deadband,
       });
     }
   }
@@ -101,14 +122,21 @@ export function tagsOf(cfg: ModbusMapConfig): ModbusTag[] {
 
 const TABLE_ORDER = new Map(MODBUS_REGISTER_TYPES.map((t, i) => [t, i]));
 
+/** Orders poll group names, the source's own schedule (undefined) first. */
+function byGroup(a: string | undefined, b: string | undefined): number {
+  return a === b ? 0 : a === undefined ? -1 : b === undefined ? 1 : a < b ? -1 : 1;
+}
+
 /**
- * Merges tags into reads: per unit id and table, in address order, a tag joins
- * the current read when the unused registers before it are at most `maxGap`
- * and the read stays within the protocol limit. Reads come out sorted by unit
- * id, table (holding, input, coil, discrete) and address.
+ * Merges tags into reads: per poll group, unit id and table, in address order,
+ * a tag joins the current read when the unused registers before it are at most
+ * `maxGap` and the read stays within the protocol limit. Tags of different poll
+ * groups never share a read. Reads come out sorted by group, unit id, table
+ * (holding, input, coil, discrete) and address.
  */
 export function planReads(tags: readonly ModbusTag[], maxGap: number): ReadRequest[] {
   const sorted = [...tags].sort((a, b) =>
+    byGroup(a.group, b.group) ||
     a.unitId - b.unitId ||
     TABLE_ORDER.get(a.table)! - TABLE_ORDER.get(b.table)! ||
     a.address - b.address ||
@@ -118,7 +146,7 @@ export function planReads(tags: readonly ModbusTag[], maxGap: number): ReadReque
   let cur: ReadRequest | undefined;
   for (const tag of sorted) {
     const end = tag.address + tag.width;
-    if (cur && cur.unitId === tag.unitId && cur.table === tag.table) {
+    if (cur && cur.unitId === tag.unitId && cur.table === tag.table && cur.group === tag.group) {
       const curEnd = cur.address + cur.count;
       const gap = tag.address - curEnd;
       const span = Math.max(curEnd, end) - cur.address;
@@ -129,6 +157,7 @@ export function planReads(tags: readonly ModbusTag[], maxGap: number): ReadReque
       }
     }
     cur = {
+      group: tag.group,
       unitId: tag.unitId,
       table: tag.table,
       address: tag.address,

@@ -17,13 +17,27 @@ export const MODBUS_DISCONNECTED_CODE = 257;
 /** A response that could not be decoded (wrong length, CRC, unexpected frame). */
 export const MODBUS_BAD_RESPONSE_CODE = 258;
 
+/**
+ * True for an error of a response frame that did not decode: wrong length or
+ * byte count, CRC, unexpected unit id or function code (`modbus-serial`'s
+ * texts), or a parser running past the end of a short frame (RangeError).
+ */
+export function isMalformedFrame(err: unknown): boolean {
+  const e = (err ?? {}) as { name?: unknown; code?: unknown; message?: unknown };
+  if (err instanceof RangeError || e.name === "RangeError" || e.code === "ERR_OUT_OF_RANGE") {
+    return true;
+  }
+  const message = typeof e.message === "string" ? e.message : String(err);
+  return /crc|length|unexpected|out of range/i.test(message);
+}
+
 /** The quality code of a failed read: the exception code, or one of the agent's own codes. */
 export function errorCode(err: unknown): number {
   const e = (err ?? {}) as { modbusCode?: unknown; errno?: unknown; message?: unknown };
   if (typeof e.modbusCode === "number" && e.modbusCode > 0) return e.modbusCode;
   const message = typeof e.message === "string" ? e.message : String(err);
   if (e.errno === "ETIMEDOUT" || /timed out/i.test(message)) return MODBUS_TIMEOUT_CODE;
-  if (/crc|length|unexpected|data length/i.test(message)) return MODBUS_BAD_RESPONSE_CODE;
+  if (isMalformedFrame(err)) return MODBUS_BAD_RESPONSE_CODE;
   return MODBUS_DISCONNECTED_CODE;
 }
 
@@ -49,6 +63,7 @@ function baseOf(tag: ModbusTag, eventTime: number): Omit<Reading, "value" | "qua
     event_time: eventTime,
     unit: tag.unit,
     signal_type: tag.signalType,
+    context: tag.context,
   };
 }
 

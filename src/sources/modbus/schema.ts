@@ -50,11 +50,11 @@ export function registerWidth(dataType: ModbusDataType): number {
 const HOST = String.raw`(?:\[[0-9A-Fa-f:.]+\]|[^\s/:?#[\]]+)`;
 const TCP = new RegExp(String.raw`^modbus://${HOST}(?::(\d{1,5}))?/?$`);
 const RTU_TCP = new RegExp(String.raw`^modbusrtu\+tcp://${HOST}:(\d{1,5})/?$`);
-const RTU_SERIAL = /^modbusrtu:\/\/\/dev\/[^\s?#]+(?:\?\S*)?$/;
+const RTU_SERIAL = /^modbusrtu:\/\/\/[^\s?#]+(?:\?\S*)?$/;
 
 /**
  * True for `modbus://host[:port]`, `modbusrtu+tcp://host:port` or
- * `modbusrtu:///dev/<device>`.
+ * `modbusrtu:///dev/<device>` (any absolute device path, e.g. a udev or socat link).
  */
 export function isModbusEndpoint(value: string): boolean {
   if (RTU_SERIAL.test(value)) return true;
@@ -108,7 +108,7 @@ function checkRegister(register: unknown, ctx: z.RefinementCtx): void {
     issue("byte_order", `${r.type} registers hold bits; byte_order does not apply`);
   }
   const plain = bits || r.data_type === "bool" || r.data_type === "string";
-  for (const key of ["scale", "offset"]) {
+  for (const key of ["scale", "offset", "deadband"]) {
     if (plain && r[key] !== undefined) {
       issue(key, `${key} applies to numbers, not to ${bits ? r.type : r.data_type} values`);
     }
@@ -178,6 +178,15 @@ export const modbusRegisterSchema = z.strictObject({
   signal_type: z.string().min(1).optional(),
   /** Unit id of this entry; defaults to the source's `slave_id`. */
   unit_id: int().min(0).max(247).optional(),
+  /** Name of the `poll_groups` entry that polls this entry; the source's interval otherwise. */
+  poll_group: z.string().min(1).optional(),
+  /** ISA-95 context of these tags, overriding the source's. */
+  site: z.string().min(1).optional(),
+  area: z.string().min(1).optional(),
+  line: z.string().min(1).optional(),
+  equipment: z.string().min(1).optional(),
+  /** Report by exception: a number is reported when it moved more than this from the last one. */
+  deadband: z.number().min(0).optional(),
 }).superRefine(checkRegister, { when: () => true }).transform((r) => {
   const dataType: ModbusDataType = r.data_type ??
     (BIT_TABLES.includes(r.type) ? "bool" : "uint16");
@@ -216,6 +225,123 @@ export const modbusSlaveSchema = z.strictObject({
   timeout_ms: int().min(1).max(600_000).optional(),
 });
 
+/** Report by exception and its heartbeat, at source level or per poll group. */
+const reportFields = {
+  /** Emit a tag only when its value or quality changed (and at each heartbeat). */
+  report_by_exception: z.boolean().optional(),
+  /** With report_by_exception: every tag is emitted at least every this many seconds (0: never). */
+  heartbeat_s: z.number().min(0).max(86_400).optional(),
+};
+
+/** A set of register entries polled on its own schedule. */
+export const modbusPollGroupSchema = z.strictObject({
+  name: z.string().min(1),
+  polling_interval_ms: int().min(1).max(86_400_000),
+  ...reportFields,
+});
+
+/** Rejects a poll group name listed twice. */
+function checkPollGroups(groups: unknown, ctx: z.RefinementCtx): void {
+  if (!Array.isArray(groups)) return;
+  const seen = new Map<unknown, number>();
+  groups.forEach((item, index) => {
+    const name = (item as { name?: unknown } | null)?.name;
+    if (typeof name !== "string") return;
+    const first = seen.get(name);
+    if (first !== undefined) {
+      ctx.addIssue({
+        code: "custom",
+        path: [index, "name"],
+        message: `poll group '${name}' is already defined in poll_groups[${first}]`,
+      });
+    } else seen.set(name, index);
+  });
+}
+
+/** Baud rates a serial line can be set to (`stty`). */
+export const SERIAL_BAUD_RATES = [1200, 2400, 4800, 9600, 19200, 38400, 57600, 115200, 230400];
+
+/**
+ * Line settings of serial RTU (`modbusrtu:///dev/...`). Defaults 9600 baud,
+ * 8 data bits, no parity, 1 stop bit (9600 8N1, the usual factory setting;
+ * the Modbus spec's default is 19200 8E1: set `baud_rate: 19200, parity: even`).
+ */
+export const modbusSerialSchema = z.strictObject({
+  baud_rate: int().refine(
+    (v) => SERIAL_BAUD_RATES.includes(v),
+    `expected one of ${SERIAL_BAUD_RATES.join(", ")}`,
+  ).default(9600),
+  parity: z.enum(["none", "even", "odd"]).default("none"),
+  data_bits: int().refine(
+    (v) => v === 8,
+    "Modbus RTU needs 8 data bits (7 is Modbus ASCII, which this source does not speak)",
+  ).default(8),
+  stop_bits: int().refine((v) => v === 1 || v === 2, "expected 1 or 2").default(1),
+});
+
+/** Line settings when a serial source has no `serial` keys. */
+export const SERIAL_DEFAULTS = modbusSerialSchema.parse({});
+
+/** `serial` only with a serial endpoint; line settings in `serial`, not in the endpoint. */
+function checkSerial(s: Record<string, unknown>, ctx: z.RefinementCtx): void {
+  if (typeof s.endpoint !== "string") return;
+  const isSerial = s.endpoint.startsWith("modbusrtu:///");
+  if (s.serial !== undefined && !isSerial) {
+    ctx.addIssue({
+      code: "custom",
+      path: ["serial"],
+      message: `serial line settings apply to modbusrtu:///dev/<device> endpoints, ` +
+        `not to ${s.endpoint}; remove serial or change the endpoint`,
+    });
+  }
+  if (isSerial && /[?#]/.test(s.endpoint)) {
+    ctx.addIssue({
+      code: "custom",
+      path: ["endpoint"],
+      message: "put line settings in the serial keys (baud_rate, parity, data_bits, " +
+        "stop_bits), not in the endpoint",
+    });
+  }
+}
+
+/**
+ * Checks across keys of a Modbus source entry: every `poll_group` a register
+ * names is defined in `poll_groups`, and `deadband` is only set where report
+ * by exception is on.
+ */
+export function checkModbus(source: unknown, ctx: z.RefinementCtx): void {
+  const s = source as Record<string, unknown> | null;
+  if (s && typeof s === "object") checkSerial(s, ctx);
+  if (!s || !Array.isArray(s.registers)) return;
+  const groups = new Map<string, Record<string, unknown>>();
+  if (Array.isArray(s.poll_groups)) {
+    for (const g of s.poll_groups) {
+      if (typeof g?.name === "string" && !groups.has(g.name)) groups.set(g.name, g);
+    }
+  }
+  s.registers.forEach((item: unknown, index: number) => {
+    const r = item as Record<string, unknown> | null;
+    if (!r || typeof r !== "object") return;
+    const issue = (key: string, message: string) =>
+      ctx.addIssue({ code: "custom", path: ["registers", index, key], message });
+    const name = r.poll_group;
+    const group = typeof name === "string" ? groups.get(name) : undefined;
+    if (typeof name === "string" && !group) {
+      const known = [...groups.keys()];
+      issue(
+        "poll_group",
+        `poll group '${name}' is not defined in poll_groups; ` +
+          (known.length ? `use one of: ${known.join(", ")}` : "add it there"),
+      );
+      return;
+    }
+    const rbe = group?.report_by_exception ?? s.report_by_exception ?? false;
+    if (r.deadband !== undefined && rbe !== true) {
+      issue("deadband", "deadband applies with report_by_exception; turn it on or remove deadband");
+    }
+  });
+}
+
 /** Modbus-specific keys of a source entry. */
 export const modbusFields = {
   endpoint: z.string().refine(
@@ -232,6 +358,12 @@ export const modbusFields = {
   slaves: z.array(modbusSlaveSchema).superRefine(checkSlaves, { when: () => true }).optional(),
   /** Unused registers (bits for coil and discrete) a merged read may span between two tags. */
   max_gap: int().min(0).max(MAX_READ_BITS).default(10),
+  /** Line settings of a `modbusrtu:///dev/...` endpoint (defaults: 9600 8N1). */
+  serial: modbusSerialSchema.optional(),
+  ...reportFields,
+  /** Sets of register entries with their own polling interval (and report by exception). */
+  poll_groups: z.array(modbusPollGroupSchema).superRefine(checkPollGroups, { when: () => true })
+    .optional(),
 };
 
 /** A Modbus source entry after validation and defaults. */
