@@ -8,8 +8,10 @@
  *    process; records/s from its acked counter, peak RSS from /proc).
  * 3. latency: the same at 10,000 records/s; p50/p99 from append to durable ack.
  * 4. normalization alone (reading to JSON row, as a source Worker does it), one core.
+ * 5. per protocol (`bench_<protocol>.ts`): the agent against the simulator's servers.
  *
- * Prints progress on stderr and one final JSON line on stdout. Never asserts.
+ * `--only core,modbus,...` picks sections. Prints progress on stderr and one
+ * final JSON line on stdout. Never asserts.
  */
 import { connectGrpc } from "../src/http2/grpc_client.ts";
 import { parseArgs } from "node:util";
@@ -24,6 +26,8 @@ import {
 import { createNormalizer } from "../src/normalize/normalize.ts";
 import { createGeneratorModel } from "../src/sources/generator/models.ts";
 import { recordIdFactory } from "../src/record.ts";
+import { cpuSeconds, freePort, rssPeakMb } from "./bench_kit.ts";
+import { benchModbus } from "./bench_modbus.ts";
 
 const { values } = parseArgs({
   args: Deno.args,
@@ -31,19 +35,15 @@ const { values } = parseArgs({
     duration: { type: "string" },
     "latency-duration": { type: "string" },
     tags: { type: "string" },
+    only: { type: "string" },
   },
 });
+/** Sections to run: core (generator pipeline, latency, normalization), modbus, mqtt, opcua. */
+const SECTIONS = new Set((values.only ?? "core,modbus").split(","));
 const DURATION_S = Number(values.duration ?? 20);
 const LATENCY_S = Number(values["latency-duration"] ?? 15);
 const TAGS = Number(values.tags ?? 1000);
 const log = (msg: string) => console.error(`[bench] ${msg}`);
-
-function freePort(): number {
-  const l = Deno.listen({ hostname: "127.0.0.1", port: 0 });
-  const p = (l.addr as Deno.NetAddr).port;
-  l.close();
-  return p;
-}
 
 /** Realistic rows: normalized generator records as the agent would spool them. */
 function benchParts() {
@@ -153,25 +153,6 @@ async function measureLimit(
   return rate;
 }
 
-function rssPeakMb(pid: number): number {
-  try {
-    const status = Deno.readTextFileSync(`/proc/${pid}/status`);
-    const m = /VmHWM:\s+(\d+) kB/.exec(status);
-    return m ? Math.round(Number(m[1]) / 1024) : NaN;
-  } catch {
-    return NaN;
-  }
-}
-
-function cpuSeconds(pid: number): number {
-  try {
-    const f = Deno.readTextFileSync(`/proc/${pid}/stat`).split(") ")[1].split(" ");
-    return (Number(f[11]) + Number(f[12])) / 100;
-  } catch {
-    return NaN;
-  }
-}
-
 async function runAgent(
   standIn: { endpoint: string; workspace_url: string },
   dataDir: string,
@@ -243,21 +224,8 @@ function normalizationRate(): number {
   return n / ((performance.now() - t0) / 1000);
 }
 
-const root = await Deno.makeTempDir({ prefix: "otedge-bench-" });
-const standIn = await spawnSelf([
-  "zerobus-local",
-  "--port",
-  "0",
-  "--http-port",
-  "0",
-  "--data-dir",
-  `${root}/standin`,
-], "ready");
-const si = standIn.ready as { endpoint: string; workspace_url: string };
-try {
-  log(
-    `machine: ${navigator.hardwareConcurrency} cores, ${Deno.build.os}/${Deno.build.arch}, deno ${Deno.version.deno}`,
-  );
+/** The generator pipeline: the limit, the agent at full speed and at 10,000/s, normalization alone. */
+async function benchCore(root: string, si: { endpoint: string; workspace_url: string }) {
   log(`limit: bare client, pre-built 1000-row batches, ${DURATION_S} s`);
   const limit = await measureLimit(si.endpoint, si.workspace_url, DURATION_S);
   log(`limit: ${Math.round(limit)} records/s`);
@@ -273,7 +241,7 @@ try {
   log(`latency: p50 ${lat.p50} ms, p99 ${lat.p99} ms, cpu ${lat.cpu_share.toFixed(2)} cores`);
   const norm = normalizationRate();
   log(`normalization alone: ${Math.round(norm)} records/s on one core`);
-  console.log(JSON.stringify({
+  return {
     records_per_s: Math.round(full.acked_per_s),
     limit_records_per_s: Math.round(limit),
     ratio: Math.round((full.acked_per_s / limit) * 100) / 100,
@@ -284,10 +252,28 @@ try {
     agent_cpu_cores_at_10k: Math.round(lat.cpu_share * 100) / 100,
     normalize_records_per_s: Math.round(norm),
     spool: "on",
-    duration_s: DURATION_S,
     tags: TAGS,
+  };
+}
+
+const root = await Deno.makeTempDir({ prefix: "otedge-bench-" });
+const standIn = await spawnSelf(
+  ["zerobus-local", "--port", "0", "--http-port", "0", "--data-dir", `${root}/standin`],
+  "ready",
+);
+const si = standIn.ready as { endpoint: string; workspace_url: string };
+try {
+  log(
+    `machine: ${navigator.hardwareConcurrency} cores, ${Deno.build.os}/${Deno.build.arch}, deno ${Deno.version.deno}`,
+  );
+  const results: Record<string, unknown> = {
     cores: navigator.hardwareConcurrency,
-  }));
+    duration_s: DURATION_S,
+  };
+  const common = { root, standIn: si, durationS: DURATION_S, log };
+  if (SECTIONS.has("core")) results.core = await benchCore(root, si);
+  if (SECTIONS.has("modbus")) results.modbus = await benchModbus(common);
+  console.log(JSON.stringify(results));
 } finally {
   await standIn.stop();
   await Deno.remove(root, { recursive: true });
