@@ -30,6 +30,7 @@ Commands:
   validate-config FILE         check a config file; prints every problem with its key path
   schema [--table C.S.T|--proto]  the Delta CREATE TABLE for the record (or its .proto message)
   credentials <sub>            manage encrypted credentials (set, get, list, delete, generate-password)
+  certificates <sub>           OPC UA server certificates: list, trust ID, reject ID
 
 Options: --help on every command, --version.
 Exit codes: 0 ok, 2 bad usage or invalid config, 1 runtime failure.`;
@@ -98,6 +99,13 @@ function schema(args: string[]): number {
   return 0;
 }
 
+/** connector.data_dir of a config file; throws with every problem of an invalid one. */
+async function configDataDir(file: string): Promise<string> {
+  const res = await loadAgentConfig(file);
+  if (!res.ok) throw new Error(formatErrors(res.errors, file));
+  return res.config.connector.data_dir;
+}
+
 /** Runs the CLI and returns the exit code. */
 export async function main(argv: string[]): Promise<number> {
   const [command, ...rest] = argv;
@@ -133,6 +141,12 @@ export async function main(argv: string[]): Promise<number> {
           dataDir: Deno.env.get("CONNECTOR_DATA_DIR") ?? "./data",
           env: Deno.env.toObject(),
         });
+      case "certificates":
+        // Loaded on demand (the store code needs no protocol library, but only this command uses it).
+        return await (await import("./src/sources/opcua/certificates_cli.ts")).certificatesCommand(
+          rest,
+          { env: Deno.env.toObject(), dataDirOf: configDataDir },
+        );
       default:
         return fail(`unknown command '${command}'\n\n${HELP}`);
     }
