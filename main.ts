@@ -25,7 +25,7 @@ Usage: otedge <command> [options]
 Commands:
   run [--config FILE]          run the agent (default config: config/config.yaml)
   demo [--port N]              simulator + local Zerobus stand-in + agent, in one command
-  simulate                     run the OT simulator on its own (Modbus TCP, sensor values over HTTP)
+  simulate                     run the OT simulator on its own (OPC UA, MQTT + Sparkplug B, Modbus)
   zerobus-local                run the local Zerobus stand-in (gRPC + OAuth token endpoint)
   validate-config FILE         check a config file; prints every problem with its key path
   schema [--table C.S.T|--proto]  the Delta CREATE TABLE for the record (or its .proto message)
@@ -44,8 +44,9 @@ Environment: CONNECTOR_* overrides (e.g. CONNECTOR_LOG_LEVEL, CONNECTOR_ZEROBUS_
 CONNECTOR_MASTER_PASSWORD unlocks \${credential:key} placeholders.`,
   demo: `Usage: otedge demo [--port N] [--data-dir DIR]
 
-Starts the simulator (Modbus TCP server), the local Zerobus stand-in and the agent with
-config/demo.yaml (two generator sources and a Modbus source), all together.
+Starts the simulator (OPC UA server, MQTT broker with JSON, Kepware and Sparkplug B
+publishers, Modbus TCP server), the local Zerobus stand-in and the agent with
+config/demo.yaml (one source per protocol, each into its own table), all together.
 Data, spool and the stand-in's table files go to DIR (default ./data/demo). API on
 http://127.0.0.1:N (default 8080). Ctrl-C stops everything.`,
   "validate-config": `Usage: otedge validate-config FILE

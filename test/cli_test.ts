@@ -98,6 +98,7 @@ const COMMANDS = [
   "validate-config",
   "schema",
   "credentials",
+  "certificates",
 ];
 
 /** A valid config with a generator source; `secret` is the client_secret value. */
