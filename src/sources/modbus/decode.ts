@@ -16,6 +16,7 @@
  * a 16-bit value; ABCD and CDAB leave it as is). Strings keep register order;
  * DCBA and BADC put the low byte of each register first. Trailing NULs are cut.
  */
+import { fromFloat32 } from "../../normalize/values.ts";
 import { type MODBUS_BYTE_ORDERS, type ModbusDataType, registerWidth } from "./schema.ts";
 
 /** A byte/word order. */
@@ -101,7 +102,7 @@ export function decodeWords(words: ArrayLike<number>, fmt: ValueFormat): RawValu
       return view.getUint32(0);
     case "float":
     case "float32":
-      return view.getFloat32(0);
+      return fromFloat32(view.getFloat32(0));
     case "float64":
       return view.getFloat64(0);
     case "int64":

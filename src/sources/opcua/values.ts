@@ -5,6 +5,7 @@
  */
 import { DataType, type DataValue, type Variant, VariantArrayType } from "node-opcua";
 import type { Reading } from "../worker_protocol.ts";
+import { fromFloat32 } from "../../normalize/values.ts";
 
 /** A node the source reads or monitors, with what its readings carry. */
 export interface TargetNode {
@@ -29,6 +30,8 @@ function int64Of(v: unknown, signed: boolean): bigint {
 function scalarOf(dataType: DataType, v: unknown): unknown {
   if (v === null || v === undefined) return null;
   switch (dataType) {
+    case DataType.Float:
+      return typeof v === "number" ? fromFloat32(v) : v;
     case DataType.Int64:
       return int64Of(v, true);
     case DataType.UInt64:
