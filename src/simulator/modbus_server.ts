@@ -35,12 +35,24 @@ export const SIMULATOR_TABLE_SIZE = 100;
 /** Unit ids the simulator answers. */
 export const SIMULATOR_UNITS = [1, 2] as const;
 
-/** Register words of a float32 in ABCD (big endian) or CDAB (low word first). */
-export function float32Words(value: number, order: "ABCD" | "CDAB" = "ABCD"): number[] {
-  const view = new DataView(new ArrayBuffer(4));
-  view.setFloat32(0, value);
-  const words = [view.getUint16(0), view.getUint16(2)];
-  return order === "ABCD" ? words : [words[1], words[0]];
+/** Register words of a float32 in a byte order: ABCD (big endian), CDAB, BADC or DCBA. */
+export function float32Words(
+  value: number,
+  order: "ABCD" | "CDAB" | "BADC" | "DCBA" = "ABCD",
+): number[] {
+  const b = new Uint8Array(4);
+  new DataView(b.buffer).setFloat32(0, value);
+  const [a, bb, c, d] = b;
+  switch (order) {
+    case "ABCD":
+      return [(a << 8) | bb, (c << 8) | d];
+    case "CDAB":
+      return [(c << 8) | d, (a << 8) | bb];
+    case "BADC":
+      return [(bb << 8) | a, (d << 8) | c];
+    case "DCBA":
+      return [(d << 8) | c, (bb << 8) | a];
+  }
 }
 
 /** The register word of an int16 (two's complement). */
