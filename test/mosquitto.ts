@@ -174,8 +174,14 @@ keyUsage = critical,digitalSignature,keyEncipherment
 ${ext}
 `;
 
-/** Generates a CA and certificates signed by it with openssl into `dir` (EC P-256, 2 days). */
-export async function makeTestCerts(dir: string): Promise<TestCerts> {
+/**
+ * Generates a CA and certificates signed by it with openssl into `dir` (EC P-256, 2 days).
+ * `serverAltNames` are the server certificate's subjectAltName entries.
+ */
+export async function makeTestCerts(
+  dir: string,
+  serverAltNames = "IP:127.0.0.1,DNS:localhost",
+): Promise<TestCerts> {
   const bin = toolPath("openssl");
   if (!bin) throw new Error("openssl is not installed");
   const ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"];
@@ -230,7 +236,7 @@ export async function makeTestCerts(dir: string): Promise<TestCerts> {
   await leaf(
     "server",
     "localhost",
-    "extendedKeyUsage = serverAuth\nsubjectAltName = IP:127.0.0.1,DNS:localhost",
+    `extendedKeyUsage = serverAuth\nsubjectAltName = ${serverAltNames}`,
   );
   await leaf("client", "otedge test client", "extendedKeyUsage = clientAuth");
   return {
@@ -250,6 +256,8 @@ export type Row = Record<string, unknown>;
 export interface Running {
   host: SourceHost;
   rows: Row[];
+  /** Batches the source sent (each one a spool commit in the agent). */
+  batches: number;
   deadLetters: Array<{ reason: string; item: string; detail?: Record<string, unknown> }>;
   status(): SourceStatus;
 }
@@ -266,9 +274,11 @@ export async function runSource(
   const rows: Row[] = [];
   const deadLetters: Running["deadLetters"] = [];
   const dec = new TextDecoder();
+  const running = { rows, deadLetters, batches: 0 } as Running;
   const onBatch: BatchHandler = (_src, batch) => {
     const got = [...splitRows(batch.rows)].map((r) => JSON.parse(dec.decode(r)) as Row);
     rows.push(...got);
+    running.batches++;
     return answer(got);
   };
   const host = new SourceHost(
@@ -284,7 +294,7 @@ export async function runSource(
     },
   );
   await host.start(res.config.sources[0] as never);
-  return { host, rows, deadLetters, status: () => host.status().m };
+  return Object.assign(running, { host, status: () => host.status().m });
 }
 
 /** A plain MQTT 5 client for publishing test messages. */

@@ -1,7 +1,13 @@
 /** MQTT source config: the original description's keys, defaults, and the new keys. */
 import { assert, assertEquals } from "./assert.ts";
 import { loadConfigText, loadConfigValue } from "../src/config/load.ts";
-import { brokerUrl, cleanSessionOf, clientIdOf } from "../src/sources/mqtt/options.ts";
+import {
+  brokerUrl,
+  cleanSessionOf,
+  type ClientConfig,
+  clientIdOf,
+  clientOptions,
+} from "../src/sources/mqtt/options.ts";
 
 Deno.test("mqtt schema: the description's example loads with defaults", async () => {
   const yaml = await Deno.readTextFile(
@@ -59,4 +65,32 @@ Deno.test("mqtt schema: every new key is accepted", () => {
     brokerUrl({ endpoint: "mqtt://10.0.0.1:8883", use_tls: true }),
     "mqtts://10.0.0.1:8883",
   );
+});
+
+Deno.test("mqtt schema: receive_maximum and server_name reach the client options", async () => {
+  const load = (extra: Record<string, unknown>) =>
+    loadConfigValue({
+      sources: [{
+        name: "t",
+        protocol: "mqtt",
+        endpoint: "mqtts://10.0.4.20:8883",
+        topics: ["a/#"],
+        ...extra,
+      }],
+    }, { env: {} });
+  const res = load({ server_name: "broker.plant.local", receive_maximum: 250 });
+  assert(res.ok, res.ok ? "" : res.errors.join("\n"));
+  const opts = await clientOptions(res.config.sources[0] as unknown as ClientConfig);
+  assertEquals(opts.servername, "broker.plant.local");
+  assertEquals(opts.properties?.receiveMaximum, 250);
+  const dflt = load({});
+  assert(dflt.ok);
+  assertEquals((dflt.config.sources[0] as Record<string, unknown>).receive_maximum, 1000);
+  for (
+    const bad of [{ server_name: "bad name" }, { receive_maximum: 0 }, { receive_maximum: 70000 }]
+  ) {
+    const r = load(bad);
+    assert(!r.ok, `accepted ${JSON.stringify(bad)}`);
+    assert(r.errors.join("\n").includes(Object.keys(bad)[0]), r.errors.join("\n"));
+  }
 });

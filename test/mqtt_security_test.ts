@@ -1,6 +1,7 @@
 /**
  * The MQTT source in its real Worker against Mosquitto with a password file,
- * a TLS listener (certificates generated here with openssl) and mutual TLS:
+ * a TLS listener (certificates generated here with openssl), mutual TLS and
+ * `server_name` (an IP endpoint, a certificate for a DNS name):
  * the right settings receive messages, wrong ones give a clear status and the
  * source keeps retrying.
  */
@@ -108,10 +109,11 @@ Deno.test({
 async function withTlsBroker(
   requireCertificate: boolean,
   fn: (url: string, certs: TestCerts) => Promise<void>,
+  serverAltNames?: string,
 ) {
   const dir = await Deno.makeTempDir({ prefix: "mqtt_tls_" });
   try {
-    const certs = await makeTestCerts(dir);
+    const certs = await makeTestCerts(dir, serverAltNames);
     const broker = await startMosquitto("", {
       tls: { ca: certs.ca, cert: certs.serverCert, key: certs.serverKey, requireCertificate },
     });
@@ -205,6 +207,55 @@ Deno.test({
         await pub.endAsync();
       }
     });
+  },
+});
+
+Deno.test({
+  name:
+    `mqtt TLS: server_name verifies a certificate for broker.plant.local on 127.0.0.1${needsTls}`,
+  ignore: needsTls !== "",
+  async fn() {
+    await withTlsBroker(false, async (url, certs) => {
+      const ca = await Deno.readTextFile(certs.ca);
+      const pub = await publisher(url, { ca, servername: "broker.plant.local" });
+      const running: Running[] = [];
+      try {
+        const named = await runSource({
+          endpoint: url,
+          ca_file: certs.ca,
+          server_name: "broker.plant.local",
+          topics: ["sni/#"],
+        });
+        running.push(named);
+        await deliver(named, pub, "sni/a/level", "5");
+        assertEquals(named.status().detail.server_name, "broker.plant.local");
+        assertEquals(named.status().detail.tls, "on, server certificate verified");
+
+        // The certificate does not carry 127.0.0.1: without server_name it is refused.
+        const byIp = await runSource({
+          endpoint: url,
+          ca_file: certs.ca,
+          topics: ["sni/#"],
+          client_id: "by_ip",
+        });
+        running.push(byIp);
+        const err = await refusedAndRetrying(byIp, "does not name this host");
+        assert(err.includes("set server_name"), err);
+
+        const wrong = await runSource({
+          endpoint: url,
+          ca_file: certs.ca,
+          server_name: "other.plant.local",
+          topics: ["sni/#"],
+          client_id: "wrong_name",
+        });
+        running.push(wrong);
+        await refusedAndRetrying(wrong, "does not name this host");
+      } finally {
+        for (const r of running) await r.host.stopAll();
+        await pub.endAsync();
+      }
+    }, "DNS:broker.plant.local");
   },
 });
 

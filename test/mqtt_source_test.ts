@@ -2,7 +2,8 @@
  * The MQTT source in its real Worker under the real host, against Mosquitto
  * started here on a free 127.0.0.1 port: QoS 0/1/2 delivery, topic template,
  * Kepware shape, retained values, dead letters, and acknowledgement only
- * after the spool commit (redelivery from a persistent session).
+ * after the spool commit (redelivery from a persistent session), with many
+ * messages in flight sharing commits.
  */
 import { assert, assertEquals } from "./assert.ts";
 import { freePort, waitFor } from "./helpers.ts";
@@ -102,7 +103,7 @@ Deno.test({
   },
 });
 
-for (const [version, qos] of [["5", 1], ["5", 2], ["3.1.1", 1]] as const) {
+for (const [version, qos] of [["5", 1], ["5", 2], ["3.1.1", 1], ["3.1.1", 2]] as const) {
   Deno.test({
     name:
       `mqtt ${version}: QoS ${qos} is acknowledged only after the spool commit (redelivered after a restart)${needs}`,
@@ -142,6 +143,79 @@ for (const [version, qos] of [["5", 1], ["5", 2], ["3.1.1", 1]] as const) {
         await waitFor(() => third!.rows.length >= 1, "the next message", 10_000);
         await new Promise((r) => setTimeout(r, 300));
         assertEquals(third.rows.map((r) => r.value_num), [8]);
+      } finally {
+        await held?.host.stopAll();
+        await again?.host.stopAll();
+        await third?.host.stopAll();
+        await pub.endAsync();
+        await broker.stop();
+      }
+    },
+  });
+}
+
+for (const [version, qos] of [["5", 1], ["5", 2], ["3.1.1", 1]] as const) {
+  Deno.test({
+    name:
+      `mqtt ${version}: QoS ${qos} messages stay in flight together and share commits; none is acknowledged before its commit${needs}`,
+    ignore: !hasMosquitto,
+    async fn() {
+      const N = 60;
+      // Mosquitto sends MQTT 3.1.1 clients at most max_inflight_messages (default 20) unacknowledged.
+      const broker = await startMosquitto("max_inflight_messages 100\n");
+      const pub = await publisher(broker.url);
+      const source = {
+        endpoint: broker.url,
+        topics: ["pipe/#"],
+        qos,
+        mqtt_version: version,
+        client_id: `pipe_${qos}_${version}`,
+      };
+      const values = (rows: Row[]) => new Set(rows.map((r) => r.value_num));
+      let held: Running | undefined;
+      let again: Running | undefined;
+      let third: Running | undefined;
+      try {
+        // Run 1: the spool never answers. All N messages still reach the host: mqtt.js
+        // reads on while their acks wait (one message at a time would stop at the first).
+        let batches = 0;
+        held = await runSource(source, () => {
+          batches++;
+          return new Promise<boolean>(() => {});
+        });
+        await connected(held);
+        for (let i = 1; i <= N; i++) await pub.publishAsync("pipe/x/n", String(i), { qos });
+        await waitFor(() => values(held!.rows).size === N, `all ${N} messages in flight`, 10_000)
+          .catch((e) => {
+            throw new Error(`${e.message}: got ${values(held!.rows).size}, ${batches} batches`);
+          });
+        assert(batches < N, `${batches} batches for ${N} messages`);
+        await held.host.stopAll();
+
+        // Run 2: nothing was acknowledged, so all N come back. The spool answers only
+        // once all are in, so every ack follows a commit that covers many messages.
+        let release = () => {};
+        const gate = new Promise<void>((r) => release = r);
+        let commits = 0;
+        again = await runSource(source, async () => {
+          await gate;
+          commits++;
+          return true;
+        });
+        await waitFor(() => values(again!.rows).size === N, `all ${N} redelivered`, 10_000);
+        release();
+        await waitFor(() => commits > 0 && commits === again!.batches, "the commits", 10_000);
+        assert(commits < N, `${commits} commits for ${N} messages`);
+        await new Promise((r) => setTimeout(r, 300));
+        await again.host.stopAll();
+
+        // Run 3: all were acknowledged after their commit: nothing comes back.
+        third = await runSource(source);
+        await connected(third);
+        await pub.publishAsync("pipe/x/n", String(N + 1), { qos });
+        await waitFor(() => third!.rows.length >= 1, "the next message", 10_000);
+        await new Promise((r) => setTimeout(r, 300));
+        assertEquals(third.rows.map((r) => r.value_num), [N + 1]);
       } finally {
         await held?.host.stopAll();
         await again?.host.stopAll();

@@ -277,3 +277,66 @@ Deno.test("bad input: invalid protobuf, unknown type, STATE and commands", () =>
   );
   assertEquals(ok.rebirth, undefined);
 });
+
+/** A host with a reorder window, Line1 and Boiler born (seq 0 and 1). */
+function reorderHost(ms: number): SparkplugHost {
+  const host = new SparkplugHost({ reorderTimeoutMs: ms });
+  host.handle(`${N}/NBIRTH/Line1`, nbirth(3), T0);
+  host.handle(`${N}/DBIRTH/Line1/Boiler`, dbirth(1), T0);
+  return host;
+}
+
+const temp = (seq: number) => enc(seq, [{ alias: 10, type: "Double", value: seq }]);
+
+Deno.test("reorder window: out-of-order messages filled in time come out in seq order, no rebirth", () => {
+  const host = reorderHost(2000);
+  const d = (seq: number, at: number, token: number) =>
+    host.handle(`${N}/DDATA/Line1/Boiler`, temp(seq), at, token);
+  const four = d(4, T0 + 1, 4);
+  assertEquals([four.buffered, four.readings.length], [true, 0]);
+  assertEquals(d(3, T0 + 2, 3).buffered, true);
+  assertEquals(host.nextDeadline(), T0 + 2001, "the window started with the first gap");
+  const two = d(2, T0 + 3, 2);
+  assertEquals(two.readings.map((r) => r.value), [2, 3, 4]);
+  assertEquals(two.released, [3, 4]);
+  assertEquals(two.rebirth, undefined);
+  assertEquals(host.nextDeadline(), undefined, "the window closed");
+  assertEquals(host.expire(T0 + 10_000), []);
+  assertEquals(d(5, T0 + 4, 5).readings.map((r) => r.value), [5], "normal operation goes on");
+});
+
+Deno.test("reorder window: a gap not filled in time gives one rebirth and the data in order", () => {
+  const host = reorderHost(2000);
+  const d = (seq: number, at: number) => host.handle(`${N}/DDATA/Line1/Boiler`, temp(seq), at, seq);
+  assertEquals(d(2, T0).readings.length, 1);
+  assertEquals(d(5, T0 + 10).buffered, true); // 3 and 4 missing
+  assertEquals(d(4, T0 + 20).buffered, true);
+  assertEquals(host.expire(T0 + 2009), [], "not yet");
+  const [out] = host.expire(T0 + 2010);
+  assertEquals(out.readings.map((r) => r.value), [4, 5]);
+  assertEquals(out.released, [4, 5]);
+  assertEquals(out.rebirth?.reason, "seq gap: expected 3, got 4");
+  assertEquals(host.nextDeadline(), undefined);
+  // The next gap within the throttle interval: no second request.
+  d(9, T0 + 2100);
+  const [again] = host.expire(T0 + 4200);
+  assertEquals(again.readings.map((r) => r.value), [9]);
+  assertEquals(again.rebirth, undefined, "throttled");
+});
+
+Deno.test("reorder window: an NBIRTH applies what waited first; 0 means a rebirth at once", () => {
+  const host = reorderHost(2000);
+  host.handle(`${N}/DDATA/Line1/Boiler`, temp(3), T0, 1);
+  const born = host.handle(`${N}/NBIRTH/Line1`, nbirth(4), T0 + 5);
+  assertEquals(born.released, [1]);
+  assertEquals(born.readings.map((r) => r.tag_name)[0], "temp");
+  assertEquals(host.nextDeadline(), undefined);
+
+  const now = reorderHost(0);
+  const gap = now.handle(`${N}/DDATA/Line1/Boiler`, temp(3), T0);
+  assertEquals([gap.buffered, gap.readings.length, gap.rebirth?.reason], [
+    undefined,
+    1,
+    "seq gap: expected 2, got 3",
+  ]);
+});

@@ -1,7 +1,8 @@
 /**
  * Sparkplug B through the MQTT source against Mosquitto: births, alias
  * resolution in DDATA, a seq gap answered with one rebirth request (NCMD),
- * and an invalid payload dead-lettered.
+ * an invalid payload dead-lettered, and the reorder window (out-of-order
+ * messages put back in seq order; an unfilled gap gives one rebirth).
  */
 import { get } from "sparkplug-payload";
 import { assert, assertEquals } from "./assert.ts";
@@ -89,6 +90,71 @@ Deno.test({
       assert(src.deadLetters[0].reason.includes("Sparkplug"), src.deadLetters[0].reason);
       await new Promise((r) => setTimeout(r, 300));
       assertEquals(commands.length, 1, "rebirth requests are throttled");
+    } finally {
+      await src?.host.stopAll();
+      await pub.endAsync();
+      await broker.stop();
+    }
+  },
+});
+
+Deno.test({
+  name:
+    `sparkplug over mqtt: the reorder window puts messages back in seq order; a gap gives one rebirth${
+      hasMosquitto ? "" : " (ignored: mosquitto is not installed)"
+    }`,
+  ignore: !hasMosquitto,
+  async fn() {
+    const broker = await startMosquitto();
+    const pub = await publisher(broker.url);
+    const commands: string[] = [];
+    let src: Running | undefined;
+    try {
+      await pub.subscribeAsync("spBv1.0/+/NCMD/#");
+      pub.on("message", (topic) => commands.push(topic));
+      src = await runSource({
+        endpoint: broker.url,
+        topics: ["spBv1.0/#"],
+        qos: 1,
+        sparkplug: { reorder_timeout_ms: 1000, rebirth_interval_ms: 0 },
+      });
+      await connected(src);
+      const birth = async (node: string) => {
+        await pub.publishAsync(
+          `spBv1.0/Plant/NBIRTH/${node}`,
+          enc(0, [{ name: "bdSeq", type: "Int64", value: 0 }]) as never,
+          { qos: 1 },
+        );
+        await pub.publishAsync(
+          `spBv1.0/Plant/DBIRTH/${node}/Pump`,
+          enc(1, [{ name: "flow", alias: 3, type: "Double", value: 1 }]) as never,
+          { qos: 1 },
+        );
+      };
+      const data = (node: string, seq: number) =>
+        pub.publishAsync(
+          `spBv1.0/Plant/DDATA/${node}/Pump`,
+          enc(seq, [{ alias: 3, type: "Double", value: seq * 10 }]) as never,
+          { qos: 1 },
+        );
+      const flows = (node: string) =>
+        src!.rows.filter((r) => String(r.address).startsWith(`spBv1.0/Plant/${node}/Pump/`))
+          .map((r) => r.value_num);
+
+      // Line A: seq 3 and 4 overtake 2; 2 arrives within the window.
+      await birth("LineA");
+      for (const seq of [3, 4, 2]) await data("LineA", seq);
+      await waitFor(() => flows("LineA").length >= 4, "LineA's data", 10_000);
+      assertEquals(flows("LineA"), [1, 20, 30, 40], "in seq order");
+
+      // Line B: 3 and 5 never come. The window (started after Line A's was closed) ends once.
+      await birth("LineB");
+      for (const seq of [2, 4, 6]) await data("LineB", seq);
+      await waitFor(() => commands.length >= 1, "a rebirth request", 10_000);
+      await waitFor(() => flows("LineB").length >= 4, "LineB's data", 10_000);
+      assertEquals(flows("LineB"), [1, 20, 40, 60], "the data after the gap, in seq order");
+      await new Promise((r) => setTimeout(r, 500));
+      assertEquals(commands, ["spBv1.0/Plant/NCMD/LineB"], "one rebirth, only for the gap");
     } finally {
       await src?.host.stopAll();
       await pub.endAsync();

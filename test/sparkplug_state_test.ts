@@ -1,12 +1,13 @@
 /**
  * Sparkplug B host STATE: the payload codec, the `sparkplug` config block,
  * the Will in the client options, and against Mosquitto the retained online
- * STATE, its republish on an offline STATE for the host id, and the offline
- * STATE of a clean stop.
+ * STATE, its republish on an offline STATE for the host id, the offline
+ * STATE of a clean stop, and the Will the broker sends when the agent is killed.
  */
 import type { IPublishPacket } from "mqtt";
 import { assert, assertEquals } from "./assert.ts";
-import { waitFor } from "./helpers.ts";
+import { freePort, waitFor } from "./helpers.ts";
+import { spawnSelf } from "../src/self.ts";
 import {
   connected,
   mosquittoPath,
@@ -59,6 +60,7 @@ Deno.test("sparkplug state: the sparkplug block of the schema", () => {
     host_id: "scada1",
     context_mapping: { site: "group" },
     rebirth_interval_ms: 5000,
+    reorder_timeout_ms: 2000,
   });
   for (const bad of [{ host_id: "a/b" }, { host_id: "" }, { host_id: "a+" }, { hostid: "x" }]) {
     const res = load(bad);
@@ -137,19 +139,72 @@ Deno.test({
       const again = await waitFor(() => seen.find((s) => s.online), "the online republish", 10_000);
       assertEquals(again.timestamp, first.timestamp, "the session's timestamp is kept");
 
+      // A clean stop publishes offline with the current time (Sparkplug 3.0,
+      // host-topic-phid-death-payload-disconnect-clean), not the Will's timestamp.
+      seen.length = 0;
+      const beforeStop = Date.now();
       await src.host.stopAll();
       const off = await waitFor(
-        () => seen.find((s) => !s.online && s.timestamp === first.timestamp),
+        () => seen.find((s) => !s.online),
         "the offline STATE of a clean stop",
         10_000,
       );
-      assertEquals(off.timestamp, first.timestamp);
+      assert(off.timestamp >= beforeStop, `${off.timestamp} is the time of the stop`);
       assertEquals(src.rows.length, 0, "STATE messages produce no readings");
       assertEquals(src.deadLetters.length, 0);
     } finally {
       await src?.host.stopAll();
       await pub.endAsync();
       await broker.stop();
+    }
+  },
+});
+
+Deno.test({
+  name: `sparkplug state: kill -9 of the agent, the broker sends the offline Will${
+    hasMosquitto ? "" : " (ignored: mosquitto is not installed)"
+  }`,
+  ignore: !hasMosquitto,
+  async fn() {
+    const broker = await startMosquitto();
+    const dir = await Deno.makeTempDir({ prefix: "otedge-state-" });
+    const watcher = await publisher(broker.url);
+    const seen: HostState[] = [];
+    let agent: Awaited<ReturnType<typeof spawnSelf>> | undefined;
+    try {
+      const topic = stateTopic("scada_kill");
+      watcher.on("message", (_t, payload) => {
+        const st = parseState(new Uint8Array(payload));
+        if (st) seen.push(st);
+      });
+      await watcher.subscribeAsync(topic, { qos: 1 });
+      await Deno.writeTextFile(
+        `${dir}/agent.yaml`,
+        `connector: { data_dir: ${JSON.stringify(`${dir}/data`)}, log_level: warning }
+http: { host: 127.0.0.1, port: ${freePort()} }
+sources:
+  - name: plant_sparkplug
+    protocol: mqtt
+    endpoint: ${broker.url}
+    topics: ["spBv1.0/#"]
+    sparkplug: { host_id: scada_kill }
+zerobus:
+  enabled: false
+  default_target: { catalog: main, schema: iot, table: t }
+`,
+      );
+      agent = await spawnSelf(["run", "--config", `${dir}/agent.yaml`], "ready");
+      const online = await waitFor(() => seen.find((s) => s.online), "the online STATE", 20_000);
+      agent.child.kill("SIGKILL");
+      await agent.child.status;
+      // No DISCONNECT was sent: the broker publishes the Will, stamped like the online STATE.
+      const will = await waitFor(() => seen.find((s) => !s.online), "the offline Will", 20_000);
+      assertEquals(will, { online: false, timestamp: online.timestamp });
+    } finally {
+      await agent?.stop();
+      await watcher.endAsync();
+      await broker.stop();
+      await Deno.remove(dir, { recursive: true });
     }
   },
 });

@@ -46,6 +46,9 @@ const TLS_ERRORS: Record<string, string> = {
 const TLS_HINT =
   "set ca_file to the PEM file of the CA that signed the broker's certificate (insecure: true skips verification, for lab use only)";
 
+const ALTNAME_HINT =
+  "connect by a name the certificate carries (subjectAltName), or set server_name to that name";
+
 /** Connection context that makes a message more precise. */
 export interface ErrorContext {
   /** The configured username, if any. */
@@ -69,7 +72,11 @@ export function describeMqttError(
   }
   const tls = typeof err?.code === "string" ? TLS_ERRORS[err.code] : undefined;
   if (tls !== undefined) {
-    const hint = err.code === "ERR_SSL_TLSV13_ALERT_CERTIFICATE_REQUIRED" ? "" : `; ${TLS_HINT}`;
+    const hint = err.code === "ERR_SSL_TLSV13_ALERT_CERTIFICATE_REQUIRED"
+      ? ""
+      : err.code === "ERR_TLS_CERT_ALTNAME_INVALID"
+      ? `; ${ALTNAME_HINT}`
+      : `; ${TLS_HINT}`;
     return `TLS certificate error with ${broker}: ${tls} (${msg})${hint}`;
   }
   if (/certificate|alert|handshake/i.test(msg) || /^ERR_(SSL|TLS)_/.test(String(err?.code))) {

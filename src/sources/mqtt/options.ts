@@ -13,11 +13,13 @@ export interface ClientConfig {
   cert_file?: string;
   key_file?: string;
   insecure: boolean;
+  server_name?: string;
   mqtt_version: "5" | "3.1.1";
   qos: 0 | 1 | 2;
   client_id?: string;
   clean_session?: boolean;
   session_expiry_s: number;
+  receive_maximum?: number;
   sparkplug?: { host_id?: string };
 }
 
@@ -58,11 +60,15 @@ export async function clientOptions(
     resubscribe: false,
     rejectUnauthorized: !cfg.insecure,
   };
-  if (v5 && !clean) opts.properties = { sessionExpiryInterval: cfg.session_expiry_s };
+  if (v5) {
+    opts.properties = { receiveMaximum: cfg.receive_maximum ?? 1000 };
+    if (!clean) opts.properties.sessionExpiryInterval = cfg.session_expiry_s;
+  }
   const hostId = cfg.sparkplug?.host_id;
   if (hostId !== undefined) opts.will = stateWill(hostId, stateTimestamp);
   if (cfg.username !== undefined) opts.username = cfg.username;
   if (cfg.password !== undefined) opts.password = cfg.password;
+  if (cfg.server_name) opts.servername = cfg.server_name;
   if (cfg.ca_file) opts.ca = await readPem("ca_file", cfg.ca_file);
   if (cfg.cert_file) opts.cert = await readPem("cert_file", cfg.cert_file);
   if (cfg.key_file) opts.key = await readPem("key_file", cfg.key_file);
@@ -91,13 +97,18 @@ export const TLS_UNVERIFIED = "on, certificate verification OFF (insecure: true)
 
 /** Status details on the connection's security: TLS and its verification, client certificate. */
 export function securityDetail(
-  cfg: Pick<ClientConfig, "insecure" | "cert_file" | "username">,
+  cfg: Pick<ClientConfig, "insecure" | "cert_file" | "username" | "server_name">,
   url: string,
-): { tls: string; client_certificate: boolean; username: string | null } {
+): { tls: string; client_certificate: boolean; username: string | null; server_name?: string } {
   const tls = !/^(mqtts|wss):/.test(url)
     ? "off"
     : cfg.insecure
     ? TLS_UNVERIFIED
     : "on, server certificate verified";
-  return { tls, client_certificate: cfg.cert_file !== undefined, username: cfg.username ?? null };
+  const detail = {
+    tls,
+    client_certificate: cfg.cert_file !== undefined,
+    username: cfg.username ?? null,
+  };
+  return cfg.server_name && tls !== "off" ? { ...detail, server_name: cfg.server_name } : detail;
 }

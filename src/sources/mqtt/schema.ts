@@ -75,6 +75,11 @@ export const sparkplugSchema = z.strictObject({
   ).optional(),
   /** At most one rebirth request per edge node within this many ms. */
   rebirth_interval_ms: z.number().multipleOf(1).min(0).default(5000),
+  /**
+   * Sparkplug 3.0 "Reorder Timeout": messages ahead of the expected seq wait this
+   * long for the missing ones before a rebirth is requested; 0 requests it at once.
+   */
+  reorder_timeout_ms: z.number().multipleOf(1).min(0).max(600_000).default(2000),
 });
 
 /** MQTT-specific keys of a source entry. */
@@ -90,6 +95,14 @@ export const mqttFields = {
   ca_file: z.string().min(1).optional(),
   cert_file: z.string().min(1).optional(),
   key_file: z.string().min(1).optional(),
+  /**
+   * TLS server name (SNI, and the name the broker's certificate must carry) when
+   * it differs from the endpoint's host, e.g. an IP endpoint with a certificate for a DNS name.
+   */
+  server_name: z.string().regex(
+    /^[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?)*$/,
+    "expected a DNS name like broker.plant.local",
+  ).optional(),
   /** Accept any server certificate (testing only). */
   insecure: z.boolean().default(false),
   /** MQTT protocol version: 5 (default) or 3.1.1. */
@@ -99,6 +112,11 @@ export const mqttFields = {
   client_id: z.string().min(1).max(256).optional(),
   /** Default: false with QoS 1 or 2 (the broker keeps unacknowledged messages), else true. */
   clean_session: z.boolean().optional(),
+  /**
+   * QoS 1/2 messages received and not yet acknowledged (waiting for the spool
+   * commit), at most; sent to the broker as MQTT 5 Receive Maximum.
+   */
+  receive_maximum: z.number().multipleOf(1).min(1).max(65535).default(1000),
   /** How long the broker keeps a persistent session after a disconnect (MQTT 5). */
   session_expiry_s: z.number().multipleOf(1).min(0).max(4294967295).default(86400),
   /** Topic → tag mapping, e.g. `plant/{site}/{area}/{line}/{equipment}/{tag_name}`. */

@@ -3,17 +3,15 @@
  * turns messages into readings, and acknowledges QoS 1/2 messages to the
  * broker only after their records are committed to the spool.
  *
- * mqtt.js handles incoming packets one at a time and sends PUBACK (QoS 1) or
- * PUBREC (QoS 2, MQTT 5 through `customHandleAcks`) only when our callback
- * runs, so a held acknowledgement also holds the next message: each QoS 1/2
- * message is flushed as its own batch and waits for the spool commit.
- * With MQTT 3.1.1 the hook is `handleMessage`, which mqtt.js calls after
- * PUBREC for QoS 2: there only QoS 1 is held until the spool.
+ * QoS 1/2 messages (MQTT 5 and 3.1.1) come through mqtt.js `customHandleAcks`;
+ * their PUBACK/PUBREC waits in the AckGate (`acks.ts`) for the commit while
+ * mqtt.js reads on, so many messages share one spool commit (at most
+ * `receive_maximum` unacknowledged).
  *
  * With `sparkplug.host_id` the source is a Sparkplug host: its Will is the
  * offline STATE, it subscribes first and then publishes the online STATE with
- * the Will's timestamp, republishes it on seeing its own offline STATE, and
- * publishes offline on a clean stop.
+ * the Will's timestamp, republishes it (same timestamp) on seeing its own
+ * offline STATE, and publishes offline with the current time on a clean stop.
  */
 import mqtt, { type IPublishPacket, type MqttClient } from "mqtt";
 import { runSourceWorker, type SourceDriver, type SourceKit } from "../worker_kit.ts";
@@ -22,7 +20,8 @@ import { compileMessageReader } from "./messages.ts";
 import { brokerUrl, clientIdOf, clientOptions, securityDetail, TLS_UNVERIFIED } from "./options.ts";
 import type { MqttSourceConfig } from "./schema.ts";
 import { NAMESPACE } from "./sparkplug/topic.ts";
-import { SparkplugHost } from "./sparkplug/host.ts";
+import { type HostResult, SparkplugHost } from "./sparkplug/host.ts";
+import { AckGate } from "./acks.ts";
 import { parseState, statePayload, stateTopic, stateWill } from "./sparkplug/state.ts";
 
 const BACKOFF_MIN_MS = 1000;
@@ -34,7 +33,6 @@ const OFFLINE_STATE_WAIT_MS = 2000;
 function mqttDriver(cfg: MqttSourceConfig, kit: SourceKit): SourceDriver {
   const read = compileMessageReader(cfg);
   const url = brokerUrl(cfg);
-  const v5 = cfg.mqtt_version === "5";
   const preview = new TextDecoder();
   const security = securityDetail(cfg, url);
   let client: MqttClient | undefined;
@@ -47,7 +45,9 @@ function mqttDriver(cfg: MqttSourceConfig, kit: SourceKit): SourceDriver {
   const sparkplug = new SparkplugHost({
     contextMapping: cfg.sparkplug?.context_mapping,
     rebirthIntervalMs: cfg.sparkplug?.rebirth_interval_ms,
+    reorderTimeoutMs: cfg.sparkplug?.reorder_timeout_ms,
   });
+  const gate = new AckGate(cfg.receive_maximum);
   const hostId = cfg.sparkplug?.host_id;
   const ownState = hostId === undefined ? undefined : stateTopic(hostId);
   /** Timestamp of this connection's Will and online STATE. */
@@ -55,10 +55,14 @@ function mqttDriver(cfg: MqttSourceConfig, kit: SourceKit): SourceDriver {
   /** True once the online STATE of the current connection was published. */
   let online = false;
 
-  /** Publishes this host's STATE (retained, QoS 1) with the connection's timestamp. */
-  function publishState(c: MqttClient, isOnline: boolean): Promise<void> {
+  /**
+   * Publishes this host's STATE (retained, QoS 1), by default with the
+   * timestamp of the connection's Will (Sparkplug 3.0: the online STATE and its
+   * republish carry the Will's timestamp; a clean disconnect's offline STATE the current time).
+   */
+  function publishState(c: MqttClient, isOnline: boolean, timestamp = stateT): Promise<void> {
     return new Promise((resolve) => {
-      c.publish(ownState!, statePayload(isOnline, stateT), { qos: 1, retain: true }, (err) => {
+      c.publish(ownState!, statePayload(isOnline, timestamp), { qos: 1, retain: true }, (err) => {
         if (err) {
           kit.log("warning", "publishing the Sparkplug STATE failed", { error: err.message });
         }
@@ -78,14 +82,13 @@ function mqttDriver(cfg: MqttSourceConfig, kit: SourceKit): SourceDriver {
     publishState(client, true);
   }
 
-  /** Readings of one message: Sparkplug B on its namespace, else the payload rules. */
-  function readingsOf(topic: string, payload: Uint8Array, flags: { qos: number; retain: boolean }) {
-    if (!topic.startsWith(`${NAMESPACE}/`)) return read(topic, payload, flags);
-    if (topic === ownState) {
-      onOwnState(payload);
-      return { ok: true as const, readings: [] };
-    }
-    const out = sparkplug.handle(topic, payload, Date.now());
+  /** Acks of Sparkplug messages waiting for reordering: token → gives the commit to wait for. */
+  const waitingAcks = new Map<number, (commit: Promise<void>) => void>();
+  let nextToken = 0;
+  let reorderTimer: ReturnType<typeof setTimeout> | undefined;
+
+  /** Acts on a host result: publishes its rebirth request, releases the acks it carries. */
+  function settle(out: HostResult, commit: () => Promise<void>): void {
     if (out.rebirth) {
       kit.log("info", "requesting a Sparkplug rebirth", {
         topic: out.rebirth.topic,
@@ -93,60 +96,152 @@ function mqttDriver(cfg: MqttSourceConfig, kit: SourceKit): SourceDriver {
       });
       client?.publish(out.rebirth.topic, out.rebirth.payload as never, { qos: 0, retain: false });
     }
-    return out.deadLetter !== undefined
-      ? { ok: false as const, reason: out.deadLetter }
-      : { ok: true as const, readings: out.readings };
+    if (out.released?.length) {
+      const c = commit();
+      for (const token of out.released) waitingAcks.get(token)?.(c), waitingAcks.delete(token);
+    }
+    armReorderTimer();
   }
 
-  /** Emits a message's readings (or dead-letters it); with `hold`, waits for the spool. */
-  async function handle(topic: string, payload: Uint8Array, packet: IPublishPacket, hold: boolean) {
-    if (stopping) return;
+  /** Closes the Sparkplug reorder windows when the next one ends. */
+  function armReorderTimer(): void {
+    clearTimeout(reorderTimer);
+    const next = sparkplug.nextDeadline();
+    if (next === undefined || stopping) return;
+    reorderTimer = setTimeout(() => {
+      for (const out of sparkplug.expire(Date.now())) {
+        for (const r of out.readings) kit.emit(r);
+        if (out.readings.length > 0) flushSoon();
+        settle(out, () => committed("sparkplug reorder buffer"));
+      }
+      armReorderTimer();
+    }, Math.max(0, next - Date.now()));
+  }
+
+  /** Readings of one message: Sparkplug B on its namespace, else the payload rules. */
+  function readingsOf(topic: string, payload: Uint8Array, flags: { qos: number; retain: boolean }) {
+    if (!topic.startsWith(`${NAMESPACE}/`)) return read(topic, payload, flags);
+    if (topic === ownState) {
+      onOwnState(payload);
+      return { ok: true as const, readings: [] };
+    }
+    const token = flags.qos > 0 ? ++nextToken : undefined;
+    const out = sparkplug.handle(topic, payload, Date.now(), token);
+    let held: Promise<void> | undefined;
+    if (out.buffered && token !== undefined) {
+      held = new Promise<void>((resolve) =>
+        waitingAcks.set(token, (commit) => commit.then(resolve, resolve))
+      );
+    }
+    return out.deadLetter !== undefined
+      ? { ok: false as const, reason: out.deadLetter, held }
+      : { ok: true as const, readings: out.readings, held, out };
+  }
+
+  /** Posts the current batch once the packets already read are handled (after their nextTicks). */
+  let flushTimer: ReturnType<typeof setTimeout> | undefined;
+  function flushSoon(): void {
+    flushTimer ??= setTimeout(() => {
+      flushTimer = undefined;
+      kit.flush();
+    }, 0);
+  }
+
+  /** Resolves once what was emitted so far is committed; logs records the spool dropped. */
+  function committed(topic: string): Promise<void> {
+    return kit.whenCommitted().then((stored) => {
+      if (stored || stopping) return;
+      dropped++;
+      kit.log("warning", "records of an MQTT message were dropped by the spool; acknowledged", {
+        topic,
+        dropped_messages: dropped,
+      });
+    });
+  }
+
+  /**
+   * Emits a message's readings (or dead-letters it). Returns the promise its
+   * acknowledgement waits for (wrapped: an async function would wait for it),
+   * or undefined when it may be acknowledged at once.
+   */
+  async function handle(
+    topic: string,
+    payload: Uint8Array,
+    packet: IPublishPacket,
+  ): Promise<{ commit: Promise<void> } | undefined> {
+    if (!kit.hasCredit()) {
+      kit.flush();
+      await kit.waitForCredit();
+    }
     const flags = { qos: packet.qos, retain: packet.retain === true };
     const res = readingsOf(topic, payload, flags);
     if (!res.ok) {
       kit.counters.errors++;
       kit.deadLetter(
         res.reason,
-        preview.decode(payload.subarray(0, PREVIEW_CHARS * 4)).slice(
-          0,
-          PREVIEW_CHARS,
-        ),
+        preview.decode(payload.subarray(0, PREVIEW_CHARS * 4)).slice(0, PREVIEW_CHARS),
         { topic, qos: flags.qos, retained: flags.retain, bytes: payload.length },
       );
-      return;
+      return undefined;
     }
-    await kit.waitForCredit();
     for (const r of res.readings) kit.emit(r);
-    if (!hold || res.readings.length === 0) return;
-    kit.flush();
-    if (!(await kit.whenCommitted()) && !stopping) {
-      dropped++;
-      kit.log("warning", "records of an MQTT message were dropped by the spool; acknowledged", {
-        topic,
-        dropped_messages: dropped,
-      });
+    let commit: Promise<void> | undefined;
+    const commitOnce = () => commit ??= committed(topic);
+    if ("out" in res && res.out) settle(res.out, commitOnce);
+    if (res.readings.length === 0) {
+      const held = ("held" in res ? res.held : undefined) ?? commit;
+      return held && { commit: held };
     }
+    if (flags.qos > 0) flushSoon();
+    return { commit: commitOnce() };
+  }
+
+  /**
+   * mqtt.js hook for every QoS 1/2 PUBLISH (both protocol versions): emits the
+   * readings, registers the commit the PUBACK/PUBREC waits for with the gate,
+   * and lets mqtt.js read the next packet at once.
+   */
+  function onPublish(
+    topic: string,
+    message: Uint8Array,
+    packet: IPublishPacket,
+    done: (err: Error, code: number) => void,
+  ): void {
+    if (stopping) return; // no ack: the broker keeps the message for the next session
+    handle(topic, message, packet).then((held) => {
+      if (stopping) return;
+      if (held && packet.messageId !== undefined) gate.hold(packet.messageId, held.commit);
+      if (gate.full) kit.flush();
+      done(null as unknown as Error, 0);
+    }, (e) => {
+      // A bug, not bad input: keep the message (dead letter) and go on reading.
+      kit.counters.errors++;
+      kit.deadLetter(
+        `handling the message failed: ${e}`,
+        preview.decode(message.subarray(0, 4096)),
+        {
+          topic,
+          qos: packet.qos,
+        },
+      );
+      done(null as unknown as Error, 0);
+    });
   }
 
   function connect(opts: mqtt.IClientOptions): void {
     kit.status("connecting", undefined, { broker: url, client_id: opts.clientId, ...security });
-    const c = mqtt.connect(url, {
-      ...opts,
-      customHandleAcks: (topic, message, packet, done) => {
-        handle(topic, message, packet, true).then(
-          () => done(null as unknown as Error, 0),
-          () => done(null as unknown as Error, 0),
-        );
-      },
-    });
+    const c = mqtt.connect(url, opts);
+    // mqtt.js keeps its own default hook for MQTT 3.1.1; ours holds the ack with both versions.
+    c.options.customHandleAcks = onPublish as never;
+    gate.attach(c);
     c.handleMessage = (packet, done) => {
-      // MQTT 5 QoS 1/2 messages were handled in customHandleAcks already.
-      if (v5 && packet.qos > 0) return done();
+      // QoS 1/2 messages were handled in onPublish already.
+      if (packet.qos > 0 || stopping) return done();
       const topic = typeof packet.topic === "string" ? packet.topic : String(packet.topic);
       const payload = typeof packet.payload === "string"
         ? new TextEncoder().encode(packet.payload)
         : packet.payload;
-      handle(topic, payload, packet, packet.qos > 0).then(() => done(), () => done());
+      handle(topic, payload, packet).then(() => done(), () => done());
     };
     c.on("connect", (connack) => {
       backoffMs = BACKOFF_MIN_MS;
@@ -185,7 +280,14 @@ function mqttDriver(cfg: MqttSourceConfig, kit: SourceKit): SourceDriver {
     c.on("close", () => {
       if (stopping || client !== c) return;
       // Sparkplug values are stale once the broker connection is gone.
-      for (const r of sparkplug.markAllStale("broker connection lost", Date.now())) kit.emit(r);
+      const discarded: number[] = [];
+      for (const r of sparkplug.markAllStale("broker connection lost", Date.now(), discarded)) {
+        kit.emit(r);
+      }
+      // Their acks would go to a closed connection: the broker redelivers these messages.
+      for (const token of discarded) waitingAcks.get(token)?.(Promise.resolve());
+      waitingAcks.clear();
+      gate.reset();
       const wait = backoffMs / 2 + Math.random() * backoffMs / 2;
       backoffMs = Math.min(BACKOFF_MAX_MS, backoffMs * 2);
       kit.status("disconnected", lastError, { retry_in_ms: Math.round(wait) });
@@ -224,6 +326,8 @@ function mqttDriver(cfg: MqttSourceConfig, kit: SourceKit): SourceDriver {
     async stop() {
       stopping = true;
       clearTimeout(retryTimer);
+      clearTimeout(reorderTimer);
+      clearTimeout(flushTimer);
       const c = client;
       client = undefined;
       if (!c) return;
@@ -232,7 +336,7 @@ function mqttDriver(cfg: MqttSourceConfig, kit: SourceKit): SourceDriver {
         online = false;
         let timer: ReturnType<typeof setTimeout> | undefined;
         await Promise.race([
-          publishState(c, false),
+          publishState(c, false, Date.now()),
           new Promise((r) => timer = setTimeout(r, OFFLINE_STATE_WAIT_MS)),
         ]);
         clearTimeout(timer);

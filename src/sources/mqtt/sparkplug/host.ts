@@ -4,12 +4,21 @@
  * (bdSeq, seq) and the BIRTH metric tables of the node and its devices, and
  * answers with readings, a rebirth request to publish, or a dead-letter reason.
  *
- * Simplification: a seq gap requests a rebirth at once (no reorder window);
- * the data of the message is still emitted.
+ * Messages that arrive ahead of the expected seq wait in a per-node reorder
+ * buffer for `reorderTimeoutMs` (Sparkplug 3.0 "Reorder Timeout"): when the
+ * missing ones arrive they are all applied in seq order; when the window
+ * elapses (`expire`) the buffer is applied in seq order and one rebirth is
+ * requested. With 0 a gap requests a rebirth at once. Either way the data of
+ * every message is emitted.
  */
 import { get } from "sparkplug-payload";
 import type { Reading } from "../../worker_protocol.ts";
-import { decodeSparkplug, metricValue, type SparkplugMetric } from "./decode.ts";
+import {
+  decodeSparkplug,
+  metricValue,
+  type SparkplugMetric,
+  type SparkplugPayload,
+} from "./decode.ts";
 import {
   type ContextMapping,
   DEFAULT_CONTEXT_MAPPING,
@@ -26,6 +35,8 @@ export interface SparkplugHostOptions {
   contextMapping?: ContextMapping;
   /** At most one rebirth request per edge node within this many ms; default 5000. */
   rebirthIntervalMs?: number;
+  /** How long out-of-order messages wait for the missing seq; 0 (default) = no reordering. */
+  reorderTimeoutMs?: number;
 }
 
 /** A message the host wants published (QoS 0, not retained). */
@@ -44,6 +55,18 @@ export interface HostResult {
   deadLetter?: string;
   /** Why a well-formed message produced no readings (for logs and counters). */
   ignored?: string;
+  /** The message waits in the reorder buffer (its readings come with a later result). */
+  buffered?: boolean;
+  /** Tokens of buffered messages whose readings are in this result. */
+  released?: number[];
+}
+
+/** A decoded message with seq, as it waits in a reorder buffer. */
+interface Waiting {
+  topic: Extract<ReturnType<typeof parseTopic>, { ok: true; kind: "message" }>;
+  payload: SparkplugPayload;
+  receivedMs: number;
+  token?: number;
 }
 
 /** A metric as its BIRTH declared it. */
@@ -65,6 +88,10 @@ interface NodeSession {
   seq?: number;
   table: Table;
   devices: Map<string, Table>;
+  /** Messages ahead of the expected seq, by seq. */
+  waiting: Map<number, Waiting>;
+  /** When the reorder window of the current gap ends (ms). */
+  deadline?: number;
 }
 
 /** The metric name of the rebirth command. */
@@ -76,31 +103,120 @@ const sparkplug = get("spBv1.0")!;
 export class SparkplugHost {
   readonly #mapping: ContextMapping;
   readonly #rebirthIntervalMs: number;
+  readonly #reorderMs: number;
   readonly #nodes = new Map<string, NodeSession>();
   readonly #lastRebirth = new Map<string, number>();
 
   constructor(opts: SparkplugHostOptions = {}) {
     this.#mapping = opts.contextMapping ?? DEFAULT_CONTEXT_MAPPING;
     this.#rebirthIntervalMs = opts.rebirthIntervalMs ?? 5000;
+    this.#reorderMs = opts.reorderTimeoutMs ?? 0;
   }
 
-  /** Handles one message; `receivedMs` is the host's clock (ms since the epoch). */
-  handle(topic: string, payload: Uint8Array, receivedMs: number): HostResult {
+  /**
+   * Handles one message; `receivedMs` is the host's clock (ms since the
+   * epoch). `token` names the message in a later `released` list when it waits
+   * in the reorder buffer.
+   */
+  handle(topic: string, payload: Uint8Array, receivedMs: number, token?: number): HostResult {
     const t = parseTopic(topic);
     if (!t.ok) return { readings: [], deadLetter: t.reason };
     if (t.kind === "state") return { readings: [], ignored: "STATE message" };
     const decoded = decodeSparkplug(payload);
     if (!decoded.ok) return { readings: [], deadLetter: decoded.reason };
-    const p = decoded.payload;
+    const msg: Waiting = { topic: t, payload: decoded.payload, receivedMs };
+    const node = this.#nodes.get(`${t.group}/${t.edgeNode}`);
+    if (t.type === "NBIRTH" || t.type === "NDEATH") {
+      // A new session or its end: what waited is applied first, in seq order.
+      const before = node ? this.#drainAll(node, receivedMs) : [];
+      return merge([...before, this.#apply(msg, receivedMs)]);
+    }
+    const seq = msg.payload.seq;
+    if (node && this.#reorderMs > 0 && seq !== undefined && node.seq !== undefined) {
+      const ahead = (seq - node.seq - 1) & 0xff;
+      if (ahead > 0 && ahead < 128 && !node.waiting.has(seq)) {
+        node.waiting.set(seq, { ...msg, token });
+        node.deadline ??= receivedMs + this.#reorderMs;
+        return { readings: [], buffered: true };
+      }
+    }
+    const results = [this.#apply(msg, receivedMs)];
+    if (node) results.push(...this.#drainInOrder(node, receivedMs));
+    return merge(results);
+  }
+
+  /** When the next reorder window ends (ms since the epoch), or undefined when none is open. */
+  nextDeadline(): number | undefined {
+    let next: number | undefined;
+    for (const n of this.#nodes.values()) {
+      if (n.deadline !== undefined && (next === undefined || n.deadline < next)) next = n.deadline;
+    }
+    return next;
+  }
+
+  /**
+   * Closes the reorder windows that ended by `nowMs`: their messages are
+   * applied in seq order, and the gap requests a rebirth (one per edge node,
+   * throttled). One result per edge node.
+   */
+  expire(nowMs: number): HostResult[] {
+    const out: HostResult[] = [];
+    for (const node of this.#nodes.values()) {
+      if (node.deadline === undefined || node.deadline > nowMs) continue;
+      out.push(merge(this.#drainAll(node, nowMs)));
+    }
+    return out;
+  }
+
+  /** Applies the waiting messages that follow the node's seq without a gap. */
+  #drainInOrder(node: NodeSession, nowMs: number): HostResult[] {
+    const out: HostResult[] = [];
+    for (;;) {
+      const next = node.seq === undefined ? undefined : node.waiting.get((node.seq + 1) & 0xff);
+      if (!next) break;
+      node.waiting.delete(next.payload.seq!);
+      out.push(this.#apply(next, nowMs));
+    }
+    // The window closes, or after progress restarts for the next missing message.
+    if (node.waiting.size === 0) node.deadline = undefined;
+    else if (out.length > 0) node.deadline = nowMs + this.#reorderMs;
+    return out;
+  }
+
+  /** Applies every waiting message in seq order (gaps and all). */
+  #drainAll(node: NodeSession, nowMs: number): HostResult[] {
+    const base = node.seq ?? 0;
+    const order = [...node.waiting.values()].sort((x, y) =>
+      ((x.payload.seq! - base) & 0xff) - ((y.payload.seq! - base) & 0xff)
+    );
+    node.waiting.clear();
+    node.deadline = undefined;
+    return order.map((m) => this.#apply(m, nowMs));
+  }
+
+  /** Applies one message to the session state; `nowMs` times a rebirth request. */
+  #apply(msg: Waiting, nowMs: number): HostResult {
+    const { topic: t, payload: p, receivedMs } = msg;
     const origin: MetricOrigin = { group: t.group, edgeNode: t.edgeNode, device: t.device };
     const key = `${t.group}/${t.edgeNode}`;
     const node = this.#nodes.get(key);
-    const ctx: Ctx = { origin, key, type: t.type, receivedMs, payloadTime: p.timestamp };
+    const ctx: Ctx = { origin, key, type: t.type, receivedMs, nowMs, payloadTime: p.timestamp };
+    const result = this.#applyType(ctx, node, p, t.device);
+    if (msg.token !== undefined) (result.released ??= []).push(msg.token);
+    return result;
+  }
 
-    switch (t.type) {
+  #applyType(
+    ctx: Ctx,
+    node: NodeSession | undefined,
+    p: SparkplugPayload,
+    device: string | undefined,
+  ): HostResult {
+    const { origin, key, receivedMs } = ctx;
+    switch (ctx.type) {
       case "NCMD":
       case "DCMD":
-        return { readings: [], ignored: `${t.type} (a command, not data)` };
+        return { readings: [], ignored: `${ctx.type} (a command, not data)` };
       case "NBIRTH": {
         const table = buildTable(p.metrics);
         const bd = p.metrics.find((m) => m.name === "bdSeq");
@@ -109,6 +225,7 @@ export class SparkplugHost {
           seq: p.seq,
           table,
           devices: new Map(),
+          waiting: new Map(),
         });
         return { readings: this.#readings(ctx, p.metrics, table).readings };
       }
@@ -134,15 +251,14 @@ export class SparkplugHost {
         break;
     }
 
-    if (!node) return this.#rebirth(ctx, `${t.type} before NBIRTH`, []);
+    if (!node) return this.#rebirth(ctx, `${ctx.type} before NBIRTH`, []);
     const gap = checkSeq(node, p.seq);
-    const device = t.device;
     let result: HostResult;
-    if (t.type === "DBIRTH") {
+    if (ctx.type === "DBIRTH") {
       const table = buildTable(p.metrics);
       node.devices.set(device!, table);
       result = this.#readings(ctx, p.metrics, table);
-    } else if (t.type === "DDEATH") {
+    } else if (ctx.type === "DDEATH") {
       const table = node.devices.get(device!);
       if (!table) result = { readings: [], ignored: "DDEATH of a device without a DBIRTH" };
       else {
@@ -158,10 +274,15 @@ export class SparkplugHost {
     return result;
   }
 
-  /** Marks every known metric stale (e.g. the broker connection was lost) and forgets sessions. */
-  markAllStale(reason: string, nowMs: number): Reading[] {
+  /**
+   * Marks every known metric stale (e.g. the broker connection was lost) and
+   * forgets sessions. Messages waiting for reordering are discarded: their
+   * tokens go to `discarded` (with a persistent session the broker redelivers them).
+   */
+  markAllStale(reason: string, nowMs: number, discarded: number[] = []): Reading[] {
     const readings: Reading[] = [];
     for (const [key, node] of this.#nodes) {
+      for (const w of node.waiting.values()) if (w.token !== undefined) discarded.push(w.token);
       const [group, edgeNode] = splitKey(key);
       const origin: MetricOrigin = { group, edgeNode };
       readings.push(...this.#stale(origin, node.table, nowMs * 1000, reason));
@@ -217,11 +338,11 @@ export class SparkplugHost {
     const last = this.#lastRebirth.get(ctx.key);
     const result: HostResult = { readings };
     if (readings.length === 0) result.ignored = reason;
-    if (last !== undefined && ctx.receivedMs - last < this.#rebirthIntervalMs) return result;
-    this.#lastRebirth.set(ctx.key, ctx.receivedMs);
+    if (last !== undefined && ctx.nowMs - last < this.#rebirthIntervalMs) return result;
+    this.#lastRebirth.set(ctx.key, ctx.nowMs);
     result.rebirth = {
       topic: ncmdTopic(ctx.origin.group, ctx.origin.edgeNode),
-      payload: rebirthPayload(ctx.receivedMs),
+      payload: rebirthPayload(ctx.nowMs),
       reason,
     };
     return result;
@@ -234,7 +355,22 @@ interface Ctx {
   key: string;
   type: string;
   receivedMs: number;
+  /** The host's clock when the message is applied (later than receivedMs after waiting). */
+  nowMs: number;
   payloadTime?: number;
+}
+
+/** One result of several (in order): readings and released tokens joined, the first rebirth. */
+function merge(results: HostResult[]): HostResult {
+  if (results.length === 1) return results[0];
+  const out: HostResult = { readings: results.flatMap((r) => r.readings) };
+  const released = results.flatMap((r) => r.released ?? []);
+  if (released.length > 0) out.released = released;
+  const rebirth = results.find((r) => r.rebirth)?.rebirth;
+  if (rebirth) out.rebirth = rebirth;
+  const ignored = results.find((r) => r.ignored)?.ignored;
+  if (out.readings.length === 0 && ignored) out.ignored = ignored;
+  return out;
 }
 
 /** The NCMD payload asking an edge node to rebirth. */

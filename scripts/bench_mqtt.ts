@@ -1,0 +1,441 @@
+/**
+ * MQTT benchmark: how fast QoS 1 messages go from Mosquitto through the agent
+ * (MQTT source, spool, Zerobus client) into the stand-in, with nothing lost.
+ *
+ * 1. limit: a bare QoS 1 subscriber (acks at once, no spool) fed by a fast QoS 1
+ *    publisher through the same Mosquitto — the ceiling of this machine.
+ * 2. json: the agent (its own process, persistent session, QoS 1) reading JSON
+ *    messages, one record each.
+ * 3. sparkplug: the same with Sparkplug B DDATA of 10 metrics (NBIRTH/DBIRTH first).
+ * 4. serial: the json run with `receive_maximum: 1` (one message per spool commit, as
+ *    before acks were pipelined), for comparison, at most 5 s.
+ *
+ * For 2 and 3 the publisher runs for `durationS` as fast as the agent keeps up
+ * (its lead over the agent's spool is capped); then every published message
+ * must be in the stand-in's table: messages/s = published / time until the last
+ * one is there. Reports agent CPU (cores) and peak RSS. Never asserts.
+ *
+ * Alone: `deno run --allow-all scripts/bench_mqtt.ts [--duration 20]` starts its
+ * own zerobus-local and prints one JSON line on stdout.
+ */
+import mqtt, { type MqttClient } from "mqtt";
+import { get } from "sparkplug-payload";
+import { parseArgs } from "node:util";
+import { spawnSelf } from "../src/self.ts";
+
+/** Where the stand-in listens (from its `ready` line). */
+export interface StandInAddress {
+  endpoint: string;
+  workspace_url: string;
+}
+
+/** Options of `benchMqtt`. */
+export interface BenchMqttOptions {
+  /** A scratch folder (Mosquitto's config, the agent's data). */
+  root: string;
+  standIn: StandInAddress;
+  durationS: number;
+  log: (msg: string) => void;
+}
+
+const WINDOW = 1000; // publishes awaiting the broker's PUBACK
+const MAX_LEAD = 20_000; // messages published ahead of the agent's spool
+const DRAIN_TIMEOUT_MS = 120_000;
+const SP_METRICS = 10;
+
+function freePort(): number {
+  const l = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const p = (l.addr as Deno.NetAddr).port;
+  l.close();
+  return p;
+}
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+/** A Mosquitto broker of the benchmark. */
+interface Broker {
+  url: string;
+  stop(): Promise<void>;
+}
+
+/** Starts Mosquitto on a free 127.0.0.1 port (no queue cap for offline sessions). */
+async function startBroker(root: string): Promise<Broker> {
+  const bin = ["/usr/sbin/mosquitto", "/usr/bin/mosquitto", "/usr/local/sbin/mosquitto"]
+    .find((p) => {
+      try {
+        return Deno.statSync(p).isFile;
+      } catch {
+        return false;
+      }
+    });
+  if (!bin) throw new Error("mosquitto is not installed (apt-get install mosquitto)");
+  const port = freePort();
+  const conf = `${root}/mosquitto.conf`;
+  const lines = [`listener ${port} 127.0.0.1`, "allow_anonymous true", "persistence false"];
+  lines.push("max_queued_messages 0", "max_inflight_messages 1000");
+  if (Deno.uid() === 0) lines.push("user root");
+  await Deno.writeTextFile(conf, lines.join("\n") + "\n");
+  const child = new Deno.Command(bin, { args: ["-c", conf], stdout: "null", stderr: "null" })
+    .spawn();
+  for (let i = 0; i < 100; i++) {
+    try {
+      (await Deno.connect({ hostname: "127.0.0.1", port })).close();
+      break;
+    } catch {
+      await sleep(100);
+    }
+  }
+  return {
+    url: `mqtt://127.0.0.1:${port}`,
+    async stop() {
+      child.kill("SIGTERM");
+      await child.status;
+    },
+  };
+}
+
+function cpuSeconds(pid: number): number {
+  try {
+    const f = Deno.readTextFileSync(`/proc/${pid}/stat`).split(") ")[1].split(" ");
+    return (Number(f[11]) + Number(f[12])) / 100;
+  } catch {
+    return NaN;
+  }
+}
+
+function rssPeakMb(pid: number): number {
+  try {
+    const m = /VmHWM:\s+(\d+) kB/.exec(Deno.readTextFileSync(`/proc/${pid}/status`));
+    return m ? Math.round(Number(m[1]) / 1024) : NaN;
+  } catch {
+    return NaN;
+  }
+}
+
+/**
+ * Publishes `next(i)` messages at QoS 1 with up to WINDOW awaiting their
+ * PUBACK, while `mayGo()` allows, until `untilMs`. Returns how many were published.
+ */
+async function publishFast(
+  pub: MqttClient,
+  next: (i: number) => { topic: string; payload: Uint8Array | string },
+  untilMs: number,
+  mayGo: (published: number) => boolean = () => true,
+): Promise<number> {
+  let sent = 0;
+  let acked = 0;
+  let failed: Error | undefined;
+  let wake = () => {};
+  while (performance.now() < untilMs) {
+    if (failed) throw failed;
+    if (sent - acked >= WINDOW || !mayGo(sent)) {
+      await Promise.race([new Promise<void>((r) => wake = r), sleep(20)]);
+      continue;
+    }
+    const m = next(sent++);
+    pub.publish(m.topic, m.payload as never, { qos: 1 }, (err) => {
+      if (err) failed = err;
+      acked++;
+      wake();
+    });
+  }
+  while (acked < sent && !failed) await sleep(10);
+  return sent;
+}
+
+/** Messages/s Mosquitto delivers to a bare QoS 1 subscriber from a fast QoS 1 publisher. */
+async function measureLimit(url: string, seconds: number): Promise<number> {
+  const sub = await mqtt.connectAsync(url, { clientId: "bench_limit_sub", reconnectPeriod: 0 });
+  const pub = await mqtt.connectAsync(url, { clientId: "bench_limit_pub", reconnectPeriod: 0 });
+  let received = 0;
+  sub.on("message", () => received++);
+  await sub.subscribeAsync("limit/#", { qos: 1 });
+  const payload = JSON.stringify({ value: 21.5, unit: "degC" });
+  const t0 = performance.now();
+  const untilMs = t0 + seconds * 1000;
+  let startCount = 0;
+  let tStart = t0;
+  setTimeout(() => {
+    startCount = received;
+    tStart = performance.now();
+  }, 1000); // 1 s warm-up
+  await publishFast(pub, (i) => ({ topic: `limit/line1/tag${i % 100}`, payload }), untilMs);
+  const rate = (received - startCount) / ((performance.now() - tStart) / 1000);
+  await pub.endAsync();
+  await sub.endAsync();
+  return rate;
+}
+
+/** Rows of `table` in the stand-in (its `GET /tables`). */
+async function tableRows(standIn: StandInAddress, table: string): Promise<number> {
+  const res = await fetch(`${standIn.workspace_url}/tables`);
+  const body = await res.json() as { tables: Record<string, { rows: number }> };
+  return body.tables[table]?.rows ?? 0;
+}
+
+/** A running agent with one MQTT source. */
+interface Agent {
+  pid: number;
+  metrics(): Promise<{ bridge: { records_enqueued: number; records_acked: number } }>;
+  stop(): Promise<void>;
+}
+
+async function startAgent(
+  o: BenchMqttOptions,
+  name: string,
+  source: string,
+  table: string,
+): Promise<Agent> {
+  const port = freePort();
+  const dataDir = `${o.root}/agent_${name}`;
+  const cfg = `${dataDir}.yaml`;
+  const [catalog, schema, tbl] = table.split(".");
+  await Deno.writeTextFile(
+    cfg,
+    `connector: { name: bench_mqtt, data_dir: ${JSON.stringify(dataDir)}, log_level: warning }
+http: { host: 127.0.0.1, port: ${port} }
+sources:
+${source}
+zerobus:
+  enabled: true
+  workspace_host: ${o.standIn.workspace_url}
+  zerobus_endpoint: ${o.standIn.endpoint}
+  default_target: { catalog: ${catalog}, schema: ${schema}, table: ${tbl} }
+  auth: { client_id: local-client, client_secret: local-secret }
+backpressure: { disk_spool: { max_size_mb: 4000 } }
+`,
+  );
+  const proc = await spawnSelf(["run", "--config", cfg], "ready");
+  const api = async (path: string) => await (await fetch(`http://127.0.0.1:${port}${path}`)).json();
+  const deadline = Date.now() + 20_000;
+  while ((await api("/api/status")).sources?.[name]?.state !== "connected") {
+    if (Date.now() > deadline) throw new Error(`the agent's source ${name} did not connect`);
+    await sleep(100);
+  }
+  return { pid: proc.pid, metrics: () => api("/api/metrics"), stop: () => proc.stop() };
+}
+
+/** What one agent run measured. */
+interface AgentRun {
+  messages_per_s: number;
+  records_per_s: number;
+  published: number;
+  records_expected: number;
+  records_in_table: number;
+  lost: number;
+  agent_cpu_cores: number;
+  agent_peak_rss_mb: number;
+}
+
+/**
+ * Publishes for `seconds` (capped lead over the agent's spool), then waits until
+ * `recordsPerMessage` × published + `extraRecords` rows are in the table.
+ */
+async function measureAgent(
+  o: BenchMqttOptions,
+  agent: Agent,
+  pub: MqttClient,
+  table: string,
+  next: (i: number) => { topic: string; payload: Uint8Array | string },
+  recordsPerMessage: number,
+  extraRecords: number,
+  seconds = o.durationS,
+  maxLead = MAX_LEAD,
+): Promise<AgentRun> {
+  let spooled = 0;
+  let polling = true;
+  const poller = (async () => {
+    while (polling) {
+      spooled = (await agent.metrics()).bridge.records_enqueued;
+      await sleep(200);
+    }
+  })();
+  const c0 = cpuSeconds(agent.pid);
+  const t0 = performance.now();
+  const published = await publishFast(
+    pub,
+    next,
+    t0 + seconds * 1000,
+    (n) => n * recordsPerMessage - spooled < maxLead * recordsPerMessage,
+  );
+  polling = false;
+  await poller;
+  const expected = published * recordsPerMessage + extraRecords;
+  let rows = 0;
+  const deadline = Date.now() + DRAIN_TIMEOUT_MS;
+  while ((rows = await tableRows(o.standIn, table)) < expected && Date.now() < deadline) {
+    await sleep(50);
+  }
+  const dt = (performance.now() - t0) / 1000;
+  const cpu = (cpuSeconds(agent.pid) - c0) / dt;
+  return {
+    messages_per_s: Math.round(published / dt),
+    records_per_s: Math.round(published * recordsPerMessage / dt),
+    published,
+    records_expected: expected,
+    records_in_table: rows,
+    lost: Math.max(0, expected - rows),
+    agent_cpu_cores: Math.round(cpu * 100) / 100,
+    agent_peak_rss_mb: rssPeakMb(agent.pid),
+  };
+}
+
+/** Runs the agent on JSON messages (one record each); `receiveMaximum` 1 = one commit each. */
+async function benchJson(
+  o: BenchMqttOptions,
+  url: string,
+  run: string,
+  receiveMaximum?: number,
+): Promise<AgentRun> {
+  const name = receiveMaximum === undefined ? "json" : `json_rm${receiveMaximum}`;
+  const table = `bench.mqtt.${name}_${run}`;
+  const rm = receiveMaximum === undefined ? "" : `receive_maximum: ${receiveMaximum}, `;
+  const agent = await startAgent(
+    o,
+    "mqtt_json",
+    `  - { name: mqtt_json, protocol: mqtt, endpoint: "${url}", topics: ["${name}/#"], qos: 1, ${rm}client_id: bench_${name}_${run}, site: s, area: a, line: l, equipment: e }`,
+    table,
+  );
+  const pub = await mqtt.connectAsync(url, { clientId: "bench_json_pub", reconnectPeriod: 0 });
+  const serial = receiveMaximum !== undefined;
+  try {
+    return await measureAgent(
+      o,
+      agent,
+      pub,
+      table,
+      (i) => ({ topic: `${name}/line1/tag${i % 100}`, payload: `{"value":${i},"unit":"degC"}` }),
+      1,
+      0,
+      serial ? Math.min(5, o.durationS) : o.durationS,
+      serial ? 200 : MAX_LEAD,
+    );
+  } finally {
+    await pub.endAsync();
+    await agent.stop();
+  }
+}
+
+const sp = get("spBv1.0")!;
+
+/** Sparkplug payloads of the benchmark's edge node (10 Double metrics on one device). */
+function sparkplugMessages() {
+  const names = Array.from({ length: SP_METRICS }, (_, k) => `Motor/M${k}`);
+  const node = "spBv1.0/Bench/NBIRTH/Edge1";
+  const birth = [
+    {
+      topic: node,
+      payload: sp.encodePayload({
+        timestamp: Date.now(),
+        seq: 0,
+        metrics: [{ name: "bdSeq", type: "Int64", value: 0 }] as never,
+      }),
+    },
+    {
+      topic: "spBv1.0/Bench/DBIRTH/Edge1/Press",
+      payload: sp.encodePayload({
+        timestamp: Date.now(),
+        seq: 1,
+        metrics: names.map((name, k) => ({
+          name,
+          alias: k + 1,
+          type: "Double",
+          value: 0,
+        })) as never,
+      }),
+    },
+  ];
+  const data = (i: number) => ({
+    topic: "spBv1.0/Bench/DDATA/Edge1/Press",
+    payload: sp.encodePayload({
+      timestamp: Date.now(),
+      seq: (i + 2) & 0xff,
+      metrics: names.map((_, k) => ({
+        alias: k + 1,
+        type: "Double",
+        value: i * SP_METRICS + k,
+      })) as never,
+    }),
+  });
+  return { birth, data, birthRecords: 1 + SP_METRICS };
+}
+
+/** Runs the agent on Sparkplug DDATA with 10 metrics per message. */
+async function benchSparkplug(o: BenchMqttOptions, url: string, run: string): Promise<AgentRun> {
+  const table = `bench.mqtt.sparkplug_${run}`;
+  const agent = await startAgent(
+    o,
+    "mqtt_sparkplug",
+    `  - { name: mqtt_sparkplug, protocol: mqtt, endpoint: "${url}", topics: ["spBv1.0/Bench/#"], qos: 1, client_id: bench_sp_${run} }`,
+    table,
+  );
+  const pub = await mqtt.connectAsync(url, { clientId: "bench_sp_pub", reconnectPeriod: 0 });
+  try {
+    const m = sparkplugMessages();
+    for (const b of m.birth) await pub.publishAsync(b.topic, b.payload as never, { qos: 1 });
+    return await measureAgent(o, agent, pub, table, m.data, SP_METRICS, m.birthRecords);
+  } finally {
+    await pub.endAsync();
+    await agent.stop();
+  }
+}
+
+/**
+ * Runs the three measurements against a new Mosquitto and the given stand-in;
+ * returns the figures (also logged through `log`).
+ */
+export async function benchMqtt(o: BenchMqttOptions): Promise<Record<string, unknown>> {
+  const broker = await startBroker(o.root);
+  const run = String(Date.now());
+  try {
+    o.log(`mqtt limit: bare QoS 1 subscriber, fast QoS 1 publisher, ${o.durationS} s`);
+    const limit = await measureLimit(broker.url, o.durationS);
+    o.log(`mqtt limit: ${Math.round(limit)} messages/s`);
+    o.log(`mqtt json: agent, QoS 1, persistent session, ${o.durationS} s of publishing`);
+    const json = await benchJson(o, broker.url, run);
+    o.log(`mqtt json: ${JSON.stringify(json)}`);
+    o.log(`mqtt sparkplug: DDATA with ${SP_METRICS} metrics, QoS 1, ${o.durationS} s`);
+    const spark = await benchSparkplug(o, broker.url, run);
+    o.log(`mqtt sparkplug: ${JSON.stringify(spark)}`);
+    o.log("mqtt serial: the json run with receive_maximum 1 (one spool commit per message)");
+    const serial = await benchJson(o, broker.url, run, 1);
+    o.log(`mqtt serial: ${JSON.stringify(serial)}`);
+    return {
+      mqtt_limit_messages_per_s: Math.round(limit),
+      mqtt_json: json,
+      mqtt_json_ratio: Math.round((json.messages_per_s / limit) * 100) / 100,
+      mqtt_sparkplug: spark,
+      mqtt_json_one_commit_per_message: serial,
+      duration_s: o.durationS,
+      cores: navigator.hardwareConcurrency,
+    };
+  } finally {
+    await broker.stop();
+  }
+}
+
+if (import.meta.main) {
+  const { values } = parseArgs({ args: Deno.args, options: { duration: { type: "string" } } });
+  const root = await Deno.makeTempDir({ prefix: "otedge-bench-mqtt-" });
+  const standIn = await spawnSelf([
+    "zerobus-local",
+    "--port",
+    "0",
+    "--http-port",
+    "0",
+    "--data-dir",
+    `${root}/standin`,
+  ], "ready");
+  try {
+    const out = await benchMqtt({
+      root,
+      standIn: standIn.ready as unknown as StandInAddress,
+      durationS: Number(values.duration ?? 20),
+      log: (msg) => console.error(`[bench-mqtt] ${msg}`),
+    });
+    console.log(JSON.stringify(out));
+  } finally {
+    await standIn.stop();
+    await Deno.remove(root, { recursive: true });
+  }
+}
