@@ -34,6 +34,7 @@ const scalars: Array<[string, unknown, unknown]> = [
   ["UInt64", long(2n ** 64n - 1n), 2n ** 64n - 1n],
   ["UInt64", long(2n ** 53n - 1n), 2 ** 53 - 1],
   ["Float", 1.5, 1.5],
+  ["Float", 42.9, 42.9], // sent as float32, recorded as its shortest decimal
   ["Double", 0.1, 0.1],
   ["Boolean", true, true],
   ["String", "RUNNING", "RUNNING"],

@@ -14,6 +14,7 @@ import spProto from "sparkplug-payload/lib/sparkplugPayloadProto.js";
 import { decodeArray, isArrayType } from "./arrays.ts";
 import { DATATYPE_NAMES } from "./datatypes.ts";
 import { toInteger, toJsonInteger } from "./longs.ts";
+import { fromFloat32 } from "../../../normalize/values.ts";
 
 // deno-lint-ignore no-explicit-any
 type Raw = any;
@@ -118,7 +119,7 @@ export function metricValue(m: unknown, datatype: number, json = false): unknown
         ? toJsonInteger(r.longValue, datatype === 4)
         : toInteger(r.longValue, datatype === 4);
     case 9:
-      return r.floatValue;
+      return typeof r.floatValue === "number" ? fromFloat32(r.floatValue) : r.floatValue;
     case 10:
       return r.doubleValue;
     case 11:
