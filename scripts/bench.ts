@@ -26,8 +26,9 @@ import {
 import { createNormalizer } from "../src/normalize/normalize.ts";
 import { createGeneratorModel } from "../src/sources/generator/models.ts";
 import { recordIdFactory } from "../src/record.ts";
-import { cpuSeconds, freePort, rssPeakMb } from "./bench_kit.ts";
+import { cpuSeconds, freePort, machineLine, rssPeakMb } from "./bench_kit.ts";
 import { benchModbus } from "./bench_modbus.ts";
+import { benchMqtt } from "./bench_mqtt.ts";
 
 const { values } = parseArgs({
   args: Deno.args,
@@ -39,7 +40,7 @@ const { values } = parseArgs({
   },
 });
 /** Sections to run: core (generator pipeline, latency, normalization), modbus, mqtt, opcua. */
-const SECTIONS = new Set((values.only ?? "core,modbus").split(","));
+const SECTIONS = new Set((values.only ?? "core,modbus,mqtt").split(","));
 const DURATION_S = Number(values.duration ?? 20);
 const LATENCY_S = Number(values["latency-duration"] ?? 15);
 const TAGS = Number(values.tags ?? 1000);
@@ -263,9 +264,7 @@ const standIn = await spawnSelf(
 );
 const si = standIn.ready as { endpoint: string; workspace_url: string };
 try {
-  log(
-    `machine: ${navigator.hardwareConcurrency} cores, ${Deno.build.os}/${Deno.build.arch}, deno ${Deno.version.deno}`,
-  );
+  log(machineLine());
   const results: Record<string, unknown> = {
     cores: navigator.hardwareConcurrency,
     duration_s: DURATION_S,
@@ -273,6 +272,7 @@ try {
   const common = { root, standIn: si, durationS: DURATION_S, log };
   if (SECTIONS.has("core")) results.core = await benchCore(root, si);
   if (SECTIONS.has("modbus")) results.modbus = await benchModbus(common);
+  if (SECTIONS.has("mqtt")) results.mqtt = await benchMqtt(common);
   console.log(JSON.stringify(results));
 } finally {
   await standIn.stop();

@@ -1,4 +1,9 @@
-/** Small helpers the benchmarks share: ports, and a process's CPU time and peak RSS from /proc. */
+/**
+ * Small helpers the benchmarks share: ports, a process's CPU time and peak RSS
+ * from /proc, and running one section alone with its own stand-in.
+ */
+import { parseArgs } from "node:util";
+import { spawnSelf } from "../src/self.ts";
 
 /** A free TCP port on 127.0.0.1 (bound then released). */
 export function freePort(): number {
@@ -32,4 +37,55 @@ export function cpuSeconds(pid: number): number {
 /** Resolves after `ms`. */
 export function sleep(ms: number): Promise<void> {
   return new Promise((r) => setTimeout(r, ms));
+}
+
+/** Where the stand-in listens (from its `ready` line). */
+export interface StandInAddress {
+  endpoint: string;
+  workspace_url: string;
+}
+
+/** What every protocol section of the benchmark gets from `scripts/bench.ts`. */
+export interface BenchSectionOptions {
+  /** A scratch folder for configs and data. */
+  root: string;
+  standIn: StandInAddress;
+  durationS: number;
+  log: (msg: string) => void;
+}
+
+/** The machine in one line, for the log. */
+export function machineLine(): string {
+  return `machine: ${navigator.hardwareConcurrency} cores, ${Deno.build.os}/${Deno.build.arch}, deno ${Deno.version.deno}`;
+}
+
+/**
+ * Runs one benchmark section on its own (`deno run -A scripts/bench_<x>.ts
+ * [--duration N]`): starts zerobus-local, runs the section, prints its JSON
+ * line on stdout and stops the stand-in.
+ */
+export async function runSectionAlone(
+  name: string,
+  section: (o: BenchSectionOptions) => Promise<Record<string, unknown>>,
+): Promise<void> {
+  const { values } = parseArgs({ args: Deno.args, options: { duration: { type: "string" } } });
+  const log = (msg: string) => console.error(`[bench-${name}] ${msg}`);
+  const root = await Deno.makeTempDir({ prefix: `otedge-bench-${name}-` });
+  const standIn = await spawnSelf(
+    ["zerobus-local", "--port", "0", "--http-port", "0", "--data-dir", `${root}/standin`],
+    "ready",
+  );
+  try {
+    log(machineLine());
+    const result = await section({
+      root,
+      standIn: standIn.ready as unknown as StandInAddress,
+      durationS: Number(values.duration ?? 20),
+      log,
+    });
+    console.log(JSON.stringify(result));
+  } finally {
+    await standIn.stop();
+    await Deno.remove(root, { recursive: true });
+  }
 }

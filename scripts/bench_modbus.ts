@@ -9,10 +9,9 @@
  * (`deno run -A scripts/bench_modbus.ts [--duration 20]`) it starts its own
  * stand-in and prints one JSON line on stdout (progress on stderr).
  */
-import { parseArgs } from "node:util";
-import { spawnSelf } from "../src/self.ts";
 import { startModbusSimulator } from "../src/simulator/modbus_server.ts";
-import { cpuSeconds, freePort, rssPeakMb, sleep } from "./bench_kit.ts";
+import { spawnSelf } from "../src/self.ts";
+import { cpuSeconds, freePort, rssPeakMb, runSectionAlone, sleep } from "./bench_kit.ts";
 
 /** Registers polled, unit ids they are spread over, and the poll interval. */
 export const BENCH_REGISTERS = 10_000;
@@ -149,27 +148,4 @@ export async function benchModbus(opts: {
   }
 }
 
-if (import.meta.main) {
-  const { values } = parseArgs({ args: Deno.args, options: { duration: { type: "string" } } });
-  const log = (msg: string) => console.error(`[bench] ${msg}`);
-  const root = await Deno.makeTempDir({ prefix: "otedge-bench-modbus-" });
-  const standIn = await spawnSelf(
-    ["zerobus-local", "--port", "0", "--http-port", "0", "--data-dir", `${root}/standin`],
-    "ready",
-  );
-  try {
-    log(
-      `machine: ${navigator.hardwareConcurrency} cores, ${Deno.build.os}/${Deno.build.arch}, deno ${Deno.version.deno}`,
-    );
-    const result = await benchModbus({
-      root,
-      standIn: standIn.ready as { endpoint: string; workspace_url: string },
-      durationS: Number(values.duration ?? 20),
-      log,
-    });
-    console.log(JSON.stringify(result));
-  } finally {
-    await standIn.stop();
-    await Deno.remove(root, { recursive: true });
-  }
-}
+if (import.meta.main) await runSectionAlone("modbus", benchModbus);

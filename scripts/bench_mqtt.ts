@@ -20,37 +20,24 @@
  */
 import mqtt, { type MqttClient } from "mqtt";
 import { get } from "sparkplug-payload";
-import { parseArgs } from "node:util";
 import { spawnSelf } from "../src/self.ts";
-
-/** Where the stand-in listens (from its `ready` line). */
-export interface StandInAddress {
-  endpoint: string;
-  workspace_url: string;
-}
+import {
+  type BenchSectionOptions,
+  cpuSeconds,
+  freePort,
+  rssPeakMb,
+  runSectionAlone,
+  sleep,
+  type StandInAddress,
+} from "./bench_kit.ts";
 
 /** Options of `benchMqtt`. */
-export interface BenchMqttOptions {
-  /** A scratch folder (Mosquitto's config, the agent's data). */
-  root: string;
-  standIn: StandInAddress;
-  durationS: number;
-  log: (msg: string) => void;
-}
+export type BenchMqttOptions = BenchSectionOptions;
 
 const WINDOW = 1000; // publishes awaiting the broker's PUBACK
 const MAX_LEAD = 20_000; // messages published ahead of the agent's spool
 const DRAIN_TIMEOUT_MS = 120_000;
 const SP_METRICS = 10;
-
-function freePort(): number {
-  const l = Deno.listen({ hostname: "127.0.0.1", port: 0 });
-  const p = (l.addr as Deno.NetAddr).port;
-  l.close();
-  return p;
-}
-
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 /** A Mosquitto broker of the benchmark. */
 interface Broker {
@@ -92,24 +79,6 @@ async function startBroker(root: string): Promise<Broker> {
       await child.status;
     },
   };
-}
-
-function cpuSeconds(pid: number): number {
-  try {
-    const f = Deno.readTextFileSync(`/proc/${pid}/stat`).split(") ")[1].split(" ");
-    return (Number(f[11]) + Number(f[12])) / 100;
-  } catch {
-    return NaN;
-  }
-}
-
-function rssPeakMb(pid: number): number {
-  try {
-    const m = /VmHWM:\s+(\d+) kB/.exec(Deno.readTextFileSync(`/proc/${pid}/status`));
-    return m ? Math.round(Number(m[1]) / 1024) : NaN;
-  } catch {
-    return NaN;
-  }
 }
 
 /**
@@ -414,28 +383,4 @@ export async function benchMqtt(o: BenchMqttOptions): Promise<Record<string, unk
   }
 }
 
-if (import.meta.main) {
-  const { values } = parseArgs({ args: Deno.args, options: { duration: { type: "string" } } });
-  const root = await Deno.makeTempDir({ prefix: "otedge-bench-mqtt-" });
-  const standIn = await spawnSelf([
-    "zerobus-local",
-    "--port",
-    "0",
-    "--http-port",
-    "0",
-    "--data-dir",
-    `${root}/standin`,
-  ], "ready");
-  try {
-    const out = await benchMqtt({
-      root,
-      standIn: standIn.ready as unknown as StandInAddress,
-      durationS: Number(values.duration ?? 20),
-      log: (msg) => console.error(`[bench-mqtt] ${msg}`),
-    });
-    console.log(JSON.stringify(out));
-  } finally {
-    await standIn.stop();
-    await Deno.remove(root, { recursive: true });
-  }
-}
+if (import.meta.main) await runSectionAlone("mqtt", benchMqtt);
