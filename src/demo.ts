@@ -25,13 +25,21 @@ export async function runDemo(args: string[]): Promise<number> {
   const ready = standIn.ready as { endpoint: string; workspace_url: string };
   let simulator: SelfProcess;
   try {
-    simulator = await spawnSelf(["simulate", "--port", "0", "--modbus-port", "0"], "ready");
+    simulator = await spawnSelf(
+      ["simulate", "--port", "0", "--modbus-port", "0", "--mqtt-port", "0", "--opcua-port", "0"],
+      "ready",
+    );
   } catch (e) {
     await standIn.stop();
     console.error(`demo: the simulator did not start: ${(e as Error).message}`);
     return 1;
   }
-  const sim = simulator.ready as { url: string; modbus_endpoint: string };
+  const sim = simulator.ready as {
+    url: string;
+    modbus_endpoint: string;
+    mqtt_endpoint: string;
+    opcua_endpoint: string;
+  };
   const stopChildren = async () => {
     await simulator.stop();
     await standIn.stop();
@@ -43,6 +51,8 @@ export async function runDemo(args: string[]): Promise<number> {
     DEMO_WORKSPACE_URL: ready.workspace_url,
     DEMO_DATA_DIR: dataDir,
     DEMO_MODBUS_ENDPOINT: sim.modbus_endpoint,
+    DEMO_MQTT_ENDPOINT: sim.mqtt_endpoint,
+    DEMO_OPCUA_ENDPOINT: sim.opcua_endpoint,
     CONNECTOR_HTTP_PORT: port,
   };
   const res = loadConfigText(text, { env, fileName: "config/demo.yaml" });
@@ -68,6 +78,8 @@ export async function runDemo(args: string[]): Promise<number> {
       `  API:           ${running.url}  (try ${running.url}/api/status and ${running.url}/metrics)`,
       `  data folder:   ${dataDir}`,
       `  simulator:     ${sim.url}/api/sensors, Modbus TCP at ${sim.modbus_endpoint}`,
+      `  MQTT broker:   ${sim.mqtt_endpoint} (JSON on plant/#, Sparkplug B on spBv1.0/#)`,
+      `  OPC UA server: ${sim.opcua_endpoint} (Objects/<Industry>/<Site>/<Area>/<Equipment>/<Sensor>)`,
       `  Zerobus stand-in: ${ready.endpoint} (tokens at ${ready.workspace_url}/oidc/v1/token, counts at ${ready.workspace_url}/tables)`,
       `  Delta rows land in: ${tables}`,
       "  Ctrl-C stops everything.",

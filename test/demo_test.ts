@@ -31,6 +31,12 @@ async function demoTables(): Promise<Map<string, string>> {
   return out;
 }
 
+/** The protocols of the sources in config/demo.yaml. */
+async function demoProtocols(): Promise<Set<string>> {
+  const doc = parseYaml(await Deno.readTextFile(DEMO_YAML)) as { sources: { protocol: string }[] };
+  return new Set(doc.sources.map((s) => s.protocol));
+}
+
 /** The parent pid of a process, or undefined when it is gone. */
 function parentOf(pid: number): number | undefined {
   try {
@@ -108,13 +114,17 @@ async function spooledRows(path: string): Promise<Map<string, Record<string, unk
   return out;
 }
 
-Deno.test("demo: both sources stream into their tables, and Ctrl-C stops every process cleanly", async () => {
+Deno.test("demo: every source streams into its table, and Ctrl-C stops every process cleanly", async () => {
   const dir = await Deno.makeTempDir({ prefix: "otedge-demo-" });
   const dataDir = `${dir}/data`;
   const port = freePort();
   const tables = await demoTables();
-  assertEquals(tables.size, 3, "config/demo.yaml has three sources");
-  assertEquals(new Set(tables.values()).size, 3, "the demo sources go to three different tables");
+  const protocols = await demoProtocols();
+  for (const p of ["generator", "modbus", "mqtt", "opcua"]) {
+    assert(protocols.has(p), `config/demo.yaml has a ${p} source`);
+  }
+  assert(tables.has("assembly_sparkplug"), "config/demo.yaml has a Sparkplug B source");
+  assertEquals(new Set(tables.values()).size, tables.size, "each demo source has its own table");
 
   const env = Object.fromEntries(
     Object.entries(Deno.env.toObject()).filter(([k]) => !k.startsWith("CONNECTOR_")),
@@ -146,7 +156,7 @@ Deno.test("demo: both sources stream into their tables, and Ctrl-C stops every p
         const connected = [...tables.keys()].every((n) => s.sources?.[n]?.state === "connected");
         return connected && s.zerobus_connected === true ? s : undefined;
       },
-      "both demo sources connected and zerobus_connected",
+      "every demo source connected and zerobus_connected",
       30_000,
     );
     for (const [name, table] of tables) {
@@ -155,7 +165,7 @@ Deno.test("demo: both sources stream into their tables, and Ctrl-C stops every p
     }
     assert(stdout.text().includes(`API:           ${api}`), `the demo prints its API${logs()}`);
 
-    // Rows of both tables land in <data-dir>/zerobus-local/<table>.jsonl.
+    // Rows of every table land in <data-dir>/zerobus-local/<table>.jsonl.
     const landed = await waitFor(
       async () => {
         const t = await readTables(dataDir);
@@ -163,7 +173,7 @@ Deno.test("demo: both sources stream into their tables, and Ctrl-C stops every p
           ? t
           : undefined;
       },
-      "rows in both demo tables",
+      "rows in every demo table",
       20_000,
     );
     for (const [source, table] of tables) {
@@ -172,6 +182,28 @@ Deno.test("demo: both sources stream into their tables, and Ctrl-C stops every p
       assertEquals(sources, [source], `${table} holds rows of ${source} only`);
     }
     assertEquals([...landed.keys()].sort(), [...tables.values()].sort(), "no other table");
+    // The simulator's MQTT publishers: JSON sensors and Kepware (context from the
+    // topic), and the Sparkplug B edge node's two devices (context from its ids).
+    await waitFor(
+      async () => {
+        const t = await readTables(dataDir);
+        const has = (source: string, key: string, value: string) =>
+          (t.get(tables.get(source)!) ?? []).some((r) => r[key] === value);
+        return has("plant_mqtt", "area", "paint_shop") && has("plant_mqtt", "area", "stamping") &&
+          has("assembly_sparkplug", "equipment", "welder1") &&
+          has("assembly_sparkplug", "equipment", "conveyor2");
+      },
+      "JSON, Kepware and both Sparkplug devices' rows",
+      20_000,
+    );
+    // The OPC UA source: context and tag names from browse paths, units from EngineeringUnits.
+    const opcuaRows = landed.get(tables.get("plant_opcua")!)!;
+    const oil = opcuaRows.find((r) =>
+      r.tag_path === "columbusassembly/pressshop/assembly/press01/temperature/oiltemperature"
+    );
+    assert(oil, `an OPC UA row with its browse-path tag path: ${opcuaRows[0]?.tag_path}`);
+    assertEquals([oil.unit, oil.value_type], ["°C", "float"]);
+    assert(!opcuaRows.some((r) => r.area === "utilities"), "excluded by discovery.exclude");
 
     children = descendants(demo.pid);
     assert(children.length >= 1, "the demo runs the stand-in as a child process");

@@ -17,6 +17,8 @@ import {
   Variant,
   VariantArrayType,
 } from "node-opcua";
+import { type OpcuaSimSecurity, serverSecurityOptions } from "./opcua_security.ts";
+import { addPlant, type OpcuaPlant } from "./opcua_plant.ts";
 
 /** Namespace URI of the simulator's nodes. */
 export const OPCUA_SIM_NAMESPACE = "urn:otedge:simulator";
@@ -81,6 +83,19 @@ export interface OpcuaSimulator {
   /** Lets a pinned signal follow its model again. */
   release(path: string): void;
   stop(): Promise<void>;
+  /** Service requests received so far, by request type (`ReadRequest`, `CreateMonitoredItemsRequest`, ...). */
+  requests: Record<string, number>;
+  /** Calls `fn` with each service request the server receives (tests count operations). */
+  onRequest(fn: (name: string, request: any) => void): void;
+  /** The industry plants (with `plant: true`). */
+  plant?: OpcuaPlant;
+}
+
+/** Server operation limits (0 = no limit); see `startOpcuaSimulator`. */
+export interface OpcuaSimLimits {
+  maxNodesPerRead?: number;
+  maxNodesPerBrowse?: number;
+  maxMonitoredItemsPerCall?: number;
 }
 
 function toVariant(spec: SignalSpec, value: unknown): Variant {
@@ -97,25 +112,52 @@ function toVariant(spec: SignalSpec, value: unknown): Variant {
   return new Variant({ dataType: spec.dataType, value });
 }
 
-/** Starts the simulator on 127.0.0.1:`port`; `updateMs` is how often values move. */
+/** `limits` with every value 0: not advertised (node-opcua leaves a 0 limit out). */
+function zeroed(limits: OpcuaSimLimits | undefined): OpcuaSimLimits {
+  return Object.fromEntries(Object.keys(limits ?? {}).map((k) => [k, 0]));
+}
+
+/**
+ * Starts the simulator on `host` (default 127.0.0.1):`port`; `updateMs` is how
+ * often values move. `plant` adds the industry plants (`opcua_plant.ts`) with
+ * `scale` extra variables. `limits` are the operation limits the server
+ * advertises and enforces; `hiddenLimits` are enforced (BadTooManyOperations)
+ * without being advertised, like a server that under-reports its limits.
+ */
 export async function startOpcuaSimulator(
-  opts: { port: number; updateMs?: number },
+  opts: {
+    port: number;
+    host?: string;
+    updateMs?: number;
+    plant?: boolean;
+    scale?: number;
+    limits?: OpcuaSimLimits;
+    hiddenLimits?: OpcuaSimLimits;
+  } & OpcuaSimSecurity,
 ): Promise<OpcuaSimulator> {
+  const host = opts.host ?? "127.0.0.1";
   const pkiDir = await Deno.makeTempDir({ prefix: "otedge-opcua-sim-" });
   const serverCertificateManager = new OPCUACertificateManager({
     rootFolder: `${pkiDir}/pki`,
-    automaticallyAcceptUnknownCertificate: true,
+    automaticallyAcceptUnknownCertificate: opts.acceptClientCertificates ?? true,
+    // chokidar under Deno throws (uncaught) when a watched file moves from rejected/ to trusted/.
+    disableFileWatchers: true,
   });
   const userCertificateManager = new OPCUACertificateManager({
     rootFolder: `${pkiDir}/user_pki`,
     automaticallyAcceptUnknownCertificate: true,
+    disableFileWatchers: true,
   });
   const server = new OPCUAServer({
     port: opts.port,
-    hostname: "127.0.0.1",
-    alternateHostname: ["127.0.0.1"],
+    hostname: host,
+    alternateHostname: [host],
+    serverCapabilities: {
+      operationLimits: { ...opts.limits, ...zeroed(opts.hiddenLimits) } as never,
+    },
     serverCertificateManager,
     userCertificateManager,
+    ...serverSecurityOptions(opts),
     buildInfo: { productName: "otedge-simulator", manufacturerName: "otedge" },
     serverInfo: { applicationUri: "urn:otedge:simulator:server", applicationName: "OtEdgeSim" },
   });
@@ -167,14 +209,26 @@ export async function startOpcuaSimulator(
         if (!s.pinned) s.v.setValueFromSource(toVariant(s.spec, s.spec.model(t, n)));
       }
     }, opts.updateMs ?? 250);
+    const plant = opts.plant ? addPlant(space, { scale: opts.scale }) : undefined;
+    const requests: Record<string, number> = {};
+    const listeners: Array<(name: string, request: any) => void> = [];
+    server.on("request", (req: { schema: { name: string } }) => {
+      requests[req.schema.name] = (requests[req.schema.name] ?? 0) + 1;
+      for (const fn of listeners) fn(req.schema.name, req);
+    });
     await server.start();
+    // Enforced from now on, but their capability nodes were left out at initialize().
+    Object.assign(server.engine.serverCapabilities.operationLimits, opts.hiddenLimits);
     const get = (path: string) => {
       const s = vars.get(path);
       if (!s) throw new Error(`no simulated signal ${path}`);
       return s;
     };
     return {
-      endpoint: `opc.tcp://127.0.0.1:${opts.port}`,
+      endpoint: `opc.tcp://${host}:${opts.port}`,
+      requests,
+      onRequest: (fn) => void listeners.push(fn),
+      plant,
       namespaceUri: OPCUA_SIM_NAMESPACE,
       paths: SIGNALS.map((s) => s.path),
       set(path, o) {
@@ -189,6 +243,7 @@ export async function startOpcuaSimulator(
       },
       async stop() {
         clearInterval(timer);
+        plant?.stop();
         try {
           await server.shutdown(0);
         } finally {

@@ -1,8 +1,10 @@
 /**
  * Node selection: explicit NodeIds (with `nsu=<uri>;` resolved against the
- * server's NamespaceArray on every connect) or a depth-first browse of
- * Variables below Objects; then browse names, browse paths and engineering
- * units, all read in batched Browse and Read calls.
+ * server's NamespaceArray on every connect) or a breadth-first browse of
+ * Variables below configured roots (depth, include/exclude globs, a limit);
+ * then browse names, browse paths and engineering units. Every Browse and
+ * Read is split by the server's operation limits and shrinks further when the
+ * server still answers BadTooManyOperations.
  */
 import {
   AttributeIds,
@@ -17,17 +19,82 @@ import {
 } from "node-opcua";
 import type { TargetNode } from "./values.ts";
 
-/** Operations per Browse or Read call during node resolution. */
-const CHUNK = 500;
-/** Deepest folder level the discovery and path lookups go to. */
-const MAX_DEPTH = 16;
+/** Operations per call when the server does not advertise a limit. */
+export const DEFAULT_OPERATIONS_PER_CALL = 1000;
+/** Deepest level the browse-path lookups of explicit nodes go to. */
+const MAX_PATH_DEPTH = 16;
 const OBJECTS_FOLDER = "i=85";
 const NAMESPACE_ARRAY = "i=2255";
 const HAS_PROPERTY = "ns=0;i=46";
+/** Server/ServerCapabilities/OperationLimits: MaxNodesPerRead, MaxNodesPerBrowse, MaxMonitoredItemsPerCall. */
+const LIMIT_NODES = ["i=11705", "i=11710", "i=11714"];
 
-function chunks<T>(list: readonly T[], size = CHUNK): T[][] {
-  const out: T[][] = [];
-  for (let i = 0; i < list.length; i += size) out.push(list.slice(i, i + size));
+/** A batch size that callers share and that shrinks when the server refuses a batch. */
+export interface BatchSize {
+  size: number;
+  /** Called when a BadTooManyOperations answer halves the size. */
+  onShrink?: (from: number, to: number) => void;
+}
+
+/** How many operations one call may carry, per service. */
+export interface OperationLimits {
+  read: BatchSize;
+  browse: BatchSize;
+  monitoredItems: BatchSize;
+}
+
+/**
+ * The server's operation limits (Server/ServerCapabilities/OperationLimits);
+ * a limit that is absent, 0 or unreadable becomes `fallback`.
+ */
+export async function operationLimits(
+  session: ClientSession,
+  fallback = DEFAULT_OPERATIONS_PER_CALL,
+): Promise<OperationLimits> {
+  let values: number[] = [];
+  try {
+    const dvs = await session.read(
+      LIMIT_NODES.map((nodeId) => ({ nodeId, attributeId: AttributeIds.Value })),
+    );
+    values = dvs.map((dv) => (dv.statusCode.isGood() ? Number(dv.value?.value ?? 0) : 0));
+  } catch { /* an old server without the nodes: fallback */ }
+  const pick = (i: number) => ({ size: values[i] > 0 ? values[i] : fallback });
+  return { read: pick(0), browse: pick(1), monitoredItems: pick(2) };
+}
+
+/** True when a service call failed with BadTooManyOperations. */
+export function isTooManyOperations(e: unknown): boolean {
+  const result = (e as { response?: { responseHeader?: { serviceResult?: StatusCode } } })
+    ?.response?.responseHeader?.serviceResult;
+  if (result?.value === StatusCodes.BadTooManyOperations.value) return true;
+  return /TooManyOperations/.test(e instanceof Error ? e.message : String(e));
+}
+
+/**
+ * Calls `call` on consecutive parts of `items` of at most `batch.size`, in
+ * order, and concatenates the results. On BadTooManyOperations the size is
+ * halved (kept for later calls) and the same part is retried; other errors
+ * propagate.
+ */
+export async function inBatches<T, R>(
+  items: readonly T[],
+  batch: BatchSize,
+  call: (part: T[]) => Promise<R[]>,
+): Promise<R[]> {
+  const out: R[] = [];
+  let off = 0;
+  while (off < items.length) {
+    const part = items.slice(off, off + Math.max(1, batch.size));
+    try {
+      out.push(...await call(part));
+      off += part.length;
+    } catch (e) {
+      if (!isTooManyOperations(e) || part.length <= 1) throw e;
+      const to = Math.max(1, Math.floor(part.length / 2));
+      batch.onShrink?.(batch.size, to);
+      batch.size = to;
+    }
+  }
   return out;
 }
 
@@ -59,71 +126,191 @@ async function browseAll(
   nodeIds: readonly string[],
   direction: BrowseDirection,
   nodeClassMask: number,
+  batch: BatchSize,
 ): Promise<BrowseResult[]> {
-  const out: BrowseResult[] = [];
-  for (const part of chunks(nodeIds)) {
-    const results = await session.browse(part.map((nodeId) => ({
+  const results = await inBatches(nodeIds, batch, (part) =>
+    session.browse(part.map((nodeId) => ({
       nodeId,
       browseDirection: direction,
       referenceTypeId: "HierarchicalReferences",
       includeSubtypes: true,
       nodeClassMask,
       resultMask: 63,
-    })));
-    for (const r of results) {
-      let cp = r.continuationPoint;
-      while (cp && cp.length > 0) {
-        const next = await session.browseNext(cp, false);
-        r.references = [...(r.references ?? []), ...(next.references ?? [])];
-        cp = next.continuationPoint;
-      }
-      out.push(r);
+    }))));
+  for (const r of results) {
+    let cp = r.continuationPoint;
+    while (cp && cp.length > 0) {
+      const next = await session.browseNext(cp, false);
+      r.references = [...(r.references ?? []), ...(next.references ?? [])];
+      cp = next.continuationPoint;
     }
   }
-  return out;
+  return results;
+}
+
+/** Where and how deep discovery browses, and what it keeps. */
+export interface DiscoveryOptions {
+  roots: readonly string[];
+  maxDepth: number;
+  include: readonly string[];
+  exclude: readonly string[];
+  limit: number;
+}
+
+/** Discovery when the source has no `discovery` key. */
+export const DEFAULT_DISCOVERY: Omit<DiscoveryOptions, "limit"> = {
+  roots: ["Objects"],
+  maxDepth: 16,
+  include: [],
+  exclude: [],
+};
+
+/** What discovery found, and what it could not use. */
+export interface Discovered {
+  nodes: TargetNode[];
+  /** Roots that are not on the server, with the reason. */
+  problems: string[];
+  /** True when `limit` stopped the browse early. */
+  truncated: boolean;
 }
 
 /**
- * Depth-first discovery of Variables below Objects, at most `limit`, skipping
- * namespace 0 (the Server object and other standard nodes) and properties.
+ * A browse-path glob (`*` one segment, `**` any number, `?` one character) as
+ * a test on full browse paths (`Objects/...`). A glob that does not start with
+ * `Objects` or `**` is matched against the path below Objects.
+ */
+export function browsePathMatcher(glob: string): (path: string) => boolean {
+  let re = "";
+  for (let i = 0; i < glob.length; i++) {
+    const c = glob[i];
+    if (c === "*" && glob[i + 1] === "*") {
+      re += ".*";
+      i++;
+    } else if (c === "*") re += "[^/]*";
+    else if (c === "?") re += "[^/]";
+    else re += c.replace(/[.+^${}()|[\]\\]/g, "\\$&");
+  }
+  const rx = new RegExp(`^${re}$`);
+  const full = glob.startsWith("Objects") || glob.startsWith("**");
+  return full ? (p) => rx.test(p) : (p) => rx.test(p.replace(/^Objects\//, ""));
+}
+
+interface Folder {
+  nodeId: string;
+  path: string;
+  depth: number;
+}
+
+/** Resolves discovery roots (NodeIds or `Objects/...` browse paths) to folders. */
+async function resolveRoots(
+  session: ClientSession,
+  namespaces: readonly string[],
+  roots: readonly string[],
+  limits: OperationLimits,
+): Promise<{ folders: Folder[]; problems: string[] }> {
+  const folders: Folder[] = [];
+  const problems: string[] = [];
+  const byId: TargetNode[] = [];
+  for (const root of roots) {
+    if (root === "Objects" || root.startsWith("Objects/")) {
+      const nodeId = await followPath(session, root.split("/").slice(1), limits);
+      if (nodeId) folders.push({ nodeId, path: root, depth: 0 });
+      else problems.push(`discovery root ${root} is not on the server`);
+      continue;
+    }
+    try {
+      const nodeId = resolveNodeId(resolveNamespace(root, namespaces)).toString();
+      byId.push({ nodeId, address: root, tagName: root });
+    } catch (e) {
+      problems.push(`discovery root ${root}: ${e instanceof Error ? e.message : e}`);
+    }
+  }
+  const found = await readBrowseNames(session, byId, limits);
+  for (const u of found.unresolved) problems.push(`discovery root ${u.address}: ${u.error}`);
+  await addBrowsePaths(session, found.nodes, limits);
+  for (const n of found.nodes) {
+    const path = n.nodeId === "ns=0;i=85" || n.nodeId === OBJECTS_FOLDER ? "Objects" : n.browsePath;
+    folders.push({ nodeId: n.nodeId, path: path ?? n.tagName, depth: 0 });
+  }
+  return { folders, problems };
+}
+
+/** The NodeId at `Objects/<names...>`, following hierarchical references by browse name. */
+async function followPath(
+  session: ClientSession,
+  names: string[],
+  limits: OperationLimits,
+): Promise<string | undefined> {
+  let at = OBJECTS_FOLDER;
+  for (const name of names) {
+    const [r] = await browseAll(session, [at], BrowseDirection.Forward, 0, limits.browse);
+    const ref = r.references?.find((x) => x.browseName.name === name);
+    if (!ref) return undefined;
+    at = ref.nodeId.toString();
+  }
+  return at;
+}
+
+/**
+ * Breadth-first discovery of Variables below the roots, level by level in
+ * batched Browse calls: at most `limit`, folders down to `maxDepth` levels,
+ * skipping properties and the namespace-0 objects directly below Objects (the
+ * Server object). Variables are not browsed into. A folder or variable whose
+ * browse path matches an `exclude` glob is skipped (a folder also when
+ * `<path>/` matches, so `.../Diagnostics/**` prunes the folder itself); with
+ * `include` globs a variable must match one.
  */
 export async function discover(
   session: ClientSession,
   namespaces: readonly string[],
-  limit: number,
-): Promise<TargetNode[]> {
-  const found: TargetNode[] = [];
-  const seen = new Set<string>([OBJECTS_FOLDER]);
-  async function visit(nodeId: string, path: string, depth: number): Promise<void> {
-    const [result] = await browseAll(
+  opts: DiscoveryOptions,
+  limits: OperationLimits,
+): Promise<Discovered> {
+  const include = opts.include.map(browsePathMatcher);
+  const exclude = opts.exclude.map(browsePathMatcher);
+  const excluded = (p: string) => exclude.some((m) => m(p));
+  const wanted = (p: string) => !excluded(p) && (include.length === 0 || include.some((m) => m(p)));
+  const { folders, problems } = await resolveRoots(session, namespaces, opts.roots, limits);
+  const nodes: TargetNode[] = [];
+  const seen = new Set<string>(folders.map((f) => f.nodeId));
+  let level = folders;
+  while (level.length > 0 && nodes.length < opts.limit) {
+    const results = await browseAll(
       session,
-      [nodeId],
+      level.map((f) => f.nodeId),
       BrowseDirection.Forward,
       NodeClassMask.Object | NodeClassMask.Variable,
+      limits.browse,
     );
-    for (const ref of result.references ?? []) {
-      if (found.length >= limit) return;
-      const id = ref.nodeId;
-      if (id.namespace === 0 || ref.referenceTypeId.toString() === HAS_PROPERTY) continue;
-      const key = id.toString();
-      if (seen.has(key)) continue;
-      seen.add(key);
-      const name = ref.browseName.name ?? key;
-      const childPath = `${path}/${name}`;
-      if (ref.nodeClass === 2 /* Variable */) {
-        found.push({
-          nodeId: key,
-          address: addressOf(id, namespaces),
-          tagName: name,
-          browsePath: childPath,
-        });
-      } else if (depth < MAX_DEPTH) {
-        await visit(key, childPath, depth + 1);
+    const next: Folder[] = [];
+    level.forEach((folder, i) => {
+      for (const ref of results[i].references ?? []) {
+        if (nodes.length >= opts.limit) return;
+        const id = ref.nodeId;
+        if (ref.referenceTypeId.toString() === HAS_PROPERTY) continue;
+        if (id.namespace === 0 && folder.nodeId === OBJECTS_FOLDER) continue;
+        const key = id.toString();
+        if (seen.has(key)) continue;
+        seen.add(key);
+        const name = ref.browseName.name ?? key;
+        const path = `${folder.path}/${name}`;
+        if (ref.nodeClass === 2 /* Variable */) {
+          if (wanted(path)) {
+            nodes.push({
+              nodeId: key,
+              address: addressOf(id, namespaces),
+              tagName: name,
+              browsePath: path,
+            });
+          }
+        } else if (folder.depth < opts.maxDepth && !excluded(path) && !excluded(`${path}/`)) {
+          next.push({ nodeId: key, path, depth: folder.depth + 1 });
+        }
       }
-    }
+    });
+    level = next;
   }
-  await visit(OBJECTS_FOLDER, "Objects", 0);
-  return found;
+  return { nodes, problems, truncated: nodes.length >= opts.limit && level.length > 0 };
 }
 
 /** An explicit node that could not be resolved, and why. */
@@ -133,13 +320,39 @@ export interface UnresolvedNode {
   code: number;
 }
 
+/** Reads the BrowseName of each candidate; the ones the server does not know are unresolved. */
+async function readBrowseNames(
+  session: ClientSession,
+  candidates: TargetNode[],
+  limits: OperationLimits,
+): Promise<{ nodes: TargetNode[]; unresolved: UnresolvedNode[] }> {
+  const nodes: TargetNode[] = [];
+  const unresolved: UnresolvedNode[] = [];
+  const dvs = await inBatches(
+    candidates,
+    limits.read,
+    (part) =>
+      session.read(part.map((n) => ({ nodeId: n.nodeId, attributeId: AttributeIds.BrowseName }))),
+  );
+  candidates.forEach((n, i) => {
+    const status: StatusCode = dvs[i].statusCode;
+    if (status.isGood()) {
+      n.tagName = (dvs[i].value.value as { name?: string }).name ?? n.address;
+      nodes.push(n);
+    } else {
+      unresolved.push({ address: n.address, error: status.toString(), code: status.value });
+    }
+  });
+  return { nodes, unresolved };
+}
+
 /** Explicit NodeIds: resolves namespaces, checks they exist, reads browse names and paths. */
 export async function resolveExplicit(
   session: ClientSession,
   namespaces: readonly string[],
   ids: readonly string[],
+  limits: OperationLimits,
 ): Promise<{ nodes: TargetNode[]; unresolved: UnresolvedNode[] }> {
-  const nodes: TargetNode[] = [];
   const unresolved: UnresolvedNode[] = [];
   const candidates: TargetNode[] = [];
   for (const address of ids) {
@@ -154,41 +367,33 @@ export async function resolveExplicit(
       });
     }
   }
-  for (const part of chunks(candidates)) {
-    const dvs = await session.read(
-      part.map((n) => ({ nodeId: n.nodeId, attributeId: AttributeIds.BrowseName })),
-    );
-    part.forEach((n, i) => {
-      const status: StatusCode = dvs[i].statusCode;
-      if (status.isGood()) {
-        n.tagName = (dvs[i].value.value as { name?: string }).name ?? n.address;
-        nodes.push(n);
-      } else {
-        unresolved.push({ address: n.address, error: status.toString(), code: status.value });
-      }
-    });
-  }
-  await addBrowsePaths(session, nodes);
-  return { nodes, unresolved };
+  const found = await readBrowseNames(session, candidates, limits);
+  await addBrowsePaths(session, found.nodes, limits);
+  return { nodes: found.nodes, unresolved: [...unresolved, ...found.unresolved] };
 }
 
 /** Fills `browsePath` by walking inverse hierarchical references up to Objects. */
-async function addBrowsePaths(session: ClientSession, nodes: TargetNode[]): Promise<void> {
+async function addBrowsePaths(
+  session: ClientSession,
+  nodes: TargetNode[],
+  limits: OperationLimits,
+): Promise<void> {
   const work = nodes.map((n) => ({ node: n, at: n.nodeId, parts: [n.tagName] }));
   let open = work;
-  for (let depth = 0; depth < MAX_DEPTH && open.length > 0; depth++) {
+  for (let depth = 0; depth < MAX_PATH_DEPTH && open.length > 0; depth++) {
     const results = await browseAll(
       session,
       open.map((w) => w.at),
       BrowseDirection.Inverse,
       0,
+      limits.browse,
     );
     const next: typeof open = [];
     open.forEach((w, i) => {
       const ref = results[i].references?.[0];
       if (!ref) return;
       const id = ref.nodeId.toString();
-      if (id === "ns=0;i=85" || id === "i=85") {
+      if (id === "ns=0;i=85" || id === OBJECTS_FOLDER) {
         w.node.browsePath = ["Objects", ...w.parts].join("/");
         return;
       }
@@ -200,31 +405,42 @@ async function addBrowsePaths(session: ClientSession, nodes: TargetNode[]): Prom
   }
 }
 
-/** Reads each node's `EngineeringUnits` property once and sets `unit` (its display name). */
-export async function addUnits(session: ClientSession, nodes: TargetNode[]): Promise<void> {
+/**
+ * Reads each node's `EngineeringUnits` property once and sets `unit` (its
+ * display name). Returns the NodeIds of the nodes that have an `EURange`
+ * property (what a percent deadband needs).
+ */
+export async function addUnits(
+  session: ClientSession,
+  nodes: TargetNode[],
+  limits: OperationLimits,
+): Promise<Set<string>> {
   const props = await browseAll(
     session,
     nodes.map((n) => n.nodeId),
     BrowseDirection.Forward,
     NodeClassMask.Variable,
+    limits.browse,
   );
   const withUnit: Array<{ node: TargetNode; prop: string }> = [];
+  const withRange = new Set<string>();
   nodes.forEach((node, i) => {
-    const ref = props[i].references?.find((r) =>
-      r.browseName.name === "EngineeringUnits" && r.browseName.namespaceIndex === 0
-    );
-    if (ref) withUnit.push({ node, prop: ref.nodeId.toString() });
+    const std = (props[i].references ?? []).filter((r) => r.browseName.namespaceIndex === 0);
+    const unit = std.find((r) => r.browseName.name === "EngineeringUnits");
+    if (unit) withUnit.push({ node, prop: unit.nodeId.toString() });
+    if (std.some((r) => r.browseName.name === "EURange")) withRange.add(node.nodeId);
   });
-  for (const part of chunks(withUnit)) {
-    const dvs = await session.read(
-      part.map((w) => ({ nodeId: w.prop, attributeId: AttributeIds.Value })),
-    );
-    part.forEach((w, i) => {
-      const eu = dvs[i].value?.value as
-        | { displayName?: { text?: string | null }; description?: { text?: string | null } }
-        | null;
-      const text = eu?.displayName?.text || eu?.description?.text;
-      if (text) w.node.unit = text;
-    });
-  }
+  const dvs = await inBatches(
+    withUnit,
+    limits.read,
+    (part) => session.read(part.map((w) => ({ nodeId: w.prop, attributeId: AttributeIds.Value }))),
+  );
+  withUnit.forEach((w, i) => {
+    const eu = dvs[i].value?.value as
+      | { displayName?: { text?: string | null }; description?: { text?: string | null } }
+      | null;
+    const text = eu?.displayName?.text || eu?.description?.text;
+    if (text) w.node.unit = text;
+  });
+  return withRange;
 }

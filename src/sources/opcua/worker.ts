@@ -1,34 +1,50 @@
 /**
- * OPC UA source Worker (node-opcua client, security None in this version):
+ * OPC UA source Worker (node-opcua client): picks the endpoint with the
+ * configured security and checks the server's certificate (`security.ts`),
  * connects, creates a session, resolves the configured NodeIds (or discovers
- * Variables below Objects up to `variable_limit`), reads engineering units
- * once, then either monitors every node in one subscription (items created in
- * batches) or reads them all in one batched Read per poll on a fixed schedule.
+ * Variables below the discovery roots up to `variable_limit`), reads engineering
+ * units once, then either monitors every node in one subscription or reads them
+ * all on a fixed schedule, in calls split by the server's operation limits
+ * (`acquire.ts`).
  * node-opcua repairs a lost connection and its session/subscription itself;
  * a failed first connect is retried here with backoff and jitter.
  */
 import {
-  AttributeIds,
   type ClientSession,
   type ClientSubscription,
-  type DataValue,
   MessageSecurityMode,
-  OPCUACertificateManager,
   OPCUAClient,
   SecurityPolicy,
-  TimestampsToReturn,
-  UserTokenType,
 } from "node-opcua";
+import { Buffer } from "node:buffer";
 import { runSourceWorker, type SourceDriver, type SourceKit } from "../worker_kit.ts";
-import { addUnits, discover, namespacesOf, resolveExplicit, type UnresolvedNode } from "./nodes.ts";
+import {
+  addUnits,
+  DEFAULT_DISCOVERY,
+  discover,
+  namespacesOf,
+  type OperationLimits,
+  operationLimits,
+  resolveExplicit,
+  type UnresolvedNode,
+} from "./nodes.ts";
+import { monitorNodes, readValues } from "./acquire.ts";
 import type { OpcuaSourceConfig } from "./schema.ts";
+import { opcuaPkiDir } from "./pki.ts";
+import {
+  type AgentPki,
+  checkLogin,
+  checkServerCertificate,
+  connectErrorText,
+  offeredEndpoints,
+  openAgentPki,
+  pickEndpoint,
+  sessionErrorText,
+  userIdentity,
+} from "./security.ts";
 import { backoffMs, nextPollAt } from "./timing.ts";
 import { readingOf, type TargetNode } from "./values.ts";
 
-/** Monitored items per CreateMonitoredItems call. */
-const ITEMS_PER_CALL = 500;
-/** Server capability: most nodes in one Read call (0 = no limit). */
-const MAX_NODES_PER_READ = "i=11705";
 /** How long stop() waits for each of the close calls. */
 const CLOSE_TIMEOUT_MS = 2000;
 
@@ -56,8 +72,12 @@ function opcuaDriver(cfg: OpcuaSourceConfig, kit: SourceKit, dataDir: string): S
   let client: OPCUAClient | undefined;
   let session: ClientSession | undefined;
   let subscription: ClientSubscription | undefined;
-  let certs: OPCUACertificateManager | undefined;
+  let pki: AgentPki | undefined;
   let wake: () => void = () => {};
+  let limits: OperationLimits | undefined;
+  /** NodeIds with an EURange property (for a percent deadband). */
+  let withRange: ReadonlySet<string> = new Set();
+  let deadbandWarning: string | undefined;
   let done: Promise<void> = Promise.resolve();
 
   const sleep = (ms: number) =>
@@ -69,14 +89,12 @@ function opcuaDriver(cfg: OpcuaSourceConfig, kit: SourceKit, dataDir: string): S
       };
     });
 
-  function newClient(): OPCUAClient {
-    certs ??= new OPCUACertificateManager({
-      rootFolder: `${dataDir}/opcua/${cfg.name}/pki`,
-      automaticallyAcceptUnknownCertificate: false,
-    });
+  function newClient(agent: AgentPki, serverCertificate?: Buffer): OPCUAClient {
     const c = OPCUAClient.create({
       applicationName: "otedge",
+      applicationUri: agent.applicationUri,
       clientName: cfg.name,
+      serverCertificate,
       securityMode: MessageSecurityMode[cfg.security_mode],
       securityPolicy: SecurityPolicy[cfg.security_policy],
       endpointMustExist: false,
@@ -85,7 +103,7 @@ function opcuaDriver(cfg: OpcuaSourceConfig, kit: SourceKit, dataDir: string): S
       // One retry on the first connect (then this worker backs off); repairs after a
       // lost connection retry forever inside node-opcua.
       connectionStrategy: { initialDelay: 1000, maxDelay: 30_000, maxRetry: 1 },
-      clientCertificateManager: certs,
+      clientCertificateManager: agent.certs,
     });
     c.on("connection_lost", () => {
       if (!stopped) kit.status("disconnected", `connection to ${cfg.endpoint} lost`, detail);
@@ -113,21 +131,52 @@ function opcuaDriver(cfg: OpcuaSourceConfig, kit: SourceKit, dataDir: string): S
     }
   }
 
-  async function selectNodes(s: ClientSession): Promise<TargetNode[]> {
+  /** The server's operation limits; a BadTooManyOperations answer shrinks them (and says so). */
+  async function limitsOf(s: ClientSession): Promise<OperationLimits> {
+    const limits = await operationLimits(s);
+    for (const [service, batch] of Object.entries(limits)) {
+      batch.onShrink = (from: number, to: number) => {
+        const msg = `server answered BadTooManyOperations to ${from} ${service} operations ` +
+          `in one call; retrying with ${to} (lower the server's load or raise its limits)`;
+        kit.log("warning", "opcua batch too large", { service, from, to });
+        if (!stopped) kit.status("error", msg, detail);
+      };
+    }
+    detail.max_nodes_per_read = limits.read.size;
+    detail.max_monitored_items_per_call = limits.monitoredItems.size;
+    return limits;
+  }
+
+  async function selectNodes(s: ClientSession, limits: OperationLimits): Promise<TargetNode[]> {
     const namespaces = await namespacesOf(s);
     let nodes: TargetNode[];
     if (cfg.nodes && cfg.nodes.length > 0) {
-      const res = await resolveExplicit(s, namespaces, cfg.nodes.slice(0, cfg.variable_limit));
+      const explicit = cfg.nodes.slice(0, cfg.variable_limit);
+      const res = await resolveExplicit(s, namespaces, explicit, limits);
       reportUnresolved(res.unresolved);
       nodes = res.nodes;
     } else {
-      nodes = await discover(s, namespaces, cfg.variable_limit);
+      const d = cfg.discovery;
+      const found = await discover(s, namespaces, {
+        ...DEFAULT_DISCOVERY,
+        ...(d && { roots: d.roots, maxDepth: d.max_depth, include: d.include, exclude: d.exclude }),
+        limit: cfg.variable_limit,
+      }, limits);
+      for (const p of found.problems) kit.log("warning", "opcua discovery", { problem: p });
+      if (found.problems.length > 0) kit.status("error", found.problems.join("; "), detail);
+      if (found.truncated) {
+        kit.log("warning", "opcua discovery stopped at variable_limit", {
+          variable_limit: cfg.variable_limit,
+        });
+      }
+      nodes = found.nodes;
     }
-    await addUnits(s, nodes);
+    withRange = await addUnits(s, nodes, limits);
     return nodes;
   }
 
-  async function subscribe(s: ClientSession, nodes: TargetNode[]): Promise<void> {
+  async function subscribe(s: ClientSession, nodes: TargetNode[], limits: OperationLimits) {
+    const t0 = performance.now();
     const sub = await s.createSubscription2({
       requestedPublishingInterval: cfg.publishing_interval_ms ?? 1000,
       requestedLifetimeCount: 60,
@@ -137,47 +186,28 @@ function opcuaDriver(cfg: OpcuaSourceConfig, kit: SourceKit, dataDir: string): S
       priority: 1,
     });
     subscription = sub;
-    let monitored = 0;
-    for (let off = 0; off < nodes.length && !stopped; off += ITEMS_PER_CALL) {
-      const part = nodes.slice(off, off + ITEMS_PER_CALL);
-      const group = await sub.monitorItems(
-        part.map((n) => ({ nodeId: n.nodeId, attributeId: AttributeIds.Value })),
-        {
-          samplingInterval: cfg.sampling_interval_ms ?? cfg.publishing_interval_ms ?? 1000,
-          discardOldest: true,
-          queueSize: 10,
-        },
-        TimestampsToReturn.Both,
-      );
-      group.on("changed", (_item, dv: DataValue, index: number) => {
-        if (!stopped) kit.emit(readingOf(part[index], dv));
+    const res = await monitorNodes(sub, nodes, cfg, withRange, limits.monitoredItems, (n, dv) => {
+      if (!stopped) kit.emit(readingOf(n, dv));
+    });
+    reportUnresolved(res.refused);
+    detail.monitored_items = res.monitored;
+    detail.create_monitored_items_calls = res.calls;
+    detail.max_monitored_items_per_call = limits.monitoredItems.size;
+    detail.subscription_setup_ms = Math.round(performance.now() - t0);
+    if (res.withoutRange.length > 0) {
+      const list = res.withoutRange.slice(0, 3).map((n) => n.address).join(", ");
+      const msg = `deadband_type percent needs an EURange; ${res.withoutRange.length} node(s) ` +
+        `have none and are monitored without a deadband (e.g. ${list}); use deadband_type ` +
+        "absolute for them";
+      kit.log("warning", "opcua percent deadband without EURange", {
+        nodes: res.withoutRange.length,
       });
-      group.monitoredItems.forEach((item, i) => {
-        if (item.statusCode.isGood()) monitored++;
-        else {
-          reportUnresolved([{
-            address: part[i].address,
-            error: item.statusCode.toString(),
-            code: item.statusCode.value,
-          }]);
-        }
-      });
-    }
-    detail.monitored_items = monitored;
-  }
-
-  async function maxNodesPerRead(s: ClientSession): Promise<number> {
-    try {
-      const dv = await s.read({ nodeId: MAX_NODES_PER_READ, attributeId: AttributeIds.Value });
-      const n = Number(dv.value?.value ?? 0);
-      return dv.statusCode.isGood() && n > 0 ? n : Infinity;
-    } catch {
-      return Infinity;
+      detail.without_eurange = res.withoutRange.length;
+      deadbandWarning = msg;
     }
   }
 
-  async function poll(s: ClientSession, nodes: TargetNode[]): Promise<void> {
-    const perRead = Math.min(await maxNodesPerRead(s), 10_000);
+  async function poll(s: ClientSession, nodes: TargetNode[], limits: OperationLimits) {
     const interval = cfg.polling_interval_ms;
     const start = performance.now();
     let failing = false;
@@ -185,14 +215,9 @@ function opcuaDriver(cfg: OpcuaSourceConfig, kit: SourceKit, dataDir: string): S
       await kit.waitForCredit();
       if (stopped) return;
       try {
-        for (let off = 0; off < nodes.length && !stopped; off += perRead) {
-          const part = nodes.slice(off, off + perRead);
-          const dvs = await s.read(
-            part.map((n) => ({ nodeId: n.nodeId, attributeId: AttributeIds.Value })),
-            0,
-          );
-          dvs.forEach((dv, i) => kit.emit(readingOf(part[i], dv)));
-        }
+        const dvs = await readValues(s, nodes, limits.read);
+        if (!stopped) dvs.forEach((dv, i) => kit.emit(readingOf(nodes[i], dv)));
+        detail.max_nodes_per_read = limits.read.size;
         if (failing) kit.status("connected", undefined, detail);
         failing = false;
       } catch (e) {
@@ -213,19 +238,28 @@ function opcuaDriver(cfg: OpcuaSourceConfig, kit: SourceKit, dataDir: string): S
     if (c) await within(c.disconnect(), CLOSE_TIMEOUT_MS);
   }
 
+  /** Finds the endpoint with the configured security, checks trust and login, then connects. */
   async function connectOnce(): Promise<TargetNode[]> {
-    const c = newClient();
+    const agent = pki ??= await openAgentPki(opcuaPkiDir(dataDir));
+    const offered = await offeredEndpoints(cfg.endpoint, agent, (d) => (client = d));
+    const endpoint = pickEndpoint(offered, cfg);
+    checkLogin(endpoint, cfg);
+    const secure = cfg.security_mode !== "None";
+    if (secure) await checkServerCertificate(agent, endpoint.serverCertificate, cfg, kit);
+    const identity = await userIdentity(cfg);
+    const c = newClient(agent, secure ? endpoint.serverCertificate : undefined);
     client = c;
-    await c.connect(cfg.endpoint);
-    const s = await c.createSession(
-      cfg.username
-        ? { type: UserTokenType.UserName, userName: cfg.username, password: cfg.password ?? "" }
-        : undefined,
-    );
+    await c.connect(cfg.endpoint).catch((e) => {
+      throw new Error(connectErrorText(e, agent));
+    });
+    const s = await c.createSession(identity).catch((e) => {
+      throw new Error(sessionErrorText(e, cfg));
+    });
     session = s;
-    const nodes = await selectNodes(s);
+    limits = await limitsOf(s);
+    const nodes = await selectNodes(s, limits);
     detail.nodes = nodes.length;
-    if (!cfg.polling_mode) await subscribe(s, nodes);
+    if (!cfg.polling_mode) await subscribe(s, nodes, limits);
     return nodes;
   }
 
@@ -242,24 +276,16 @@ function opcuaDriver(cfg: OpcuaSourceConfig, kit: SourceKit, dataDir: string): S
         await sleep(backoffMs(attempt));
         continue;
       }
-      if (stopped) return;
+      if (stopped) return await release(); // stop() came while connecting
       if (attempt > 0) kit.counters.reconnects++;
-      kit.status("connected", undefined, detail);
-      if (cfg.polling_mode) await poll(session!, nodes);
+      kit.status("connected", deadbandWarning, detail);
+      if (cfg.polling_mode) await poll(session!, nodes, limits!);
       return;
     }
   }
 
   return {
     start() {
-      if (cfg.security_mode !== "None") {
-        kit.status(
-          "error",
-          `security_mode ${cfg.security_mode} is not supported yet; only None`,
-          detail,
-        );
-        return;
-      }
       done = loop().catch((e) => kit.status("error", `opcua source failed: ${errorText(e)}`));
     },
     async stop() {
@@ -267,7 +293,7 @@ function opcuaDriver(cfg: OpcuaSourceConfig, kit: SourceKit, dataDir: string): S
       wake();
       await release();
       await done;
-      await certs?.dispose();
+      await pki?.certs.dispose();
     },
   };
 }

@@ -1,0 +1,72 @@
+/**
+ * The OPC UA part of `otedge simulate`: the node-opcua server with the
+ * industry plants (and `--opcua-scale` extra variables) on `--opcua-port`.
+ * Imported on demand by `cli.ts`, so node-opcua loads while the other
+ * servers start.
+ */
+import { startOpcuaSimulator } from "./opcua_server.ts";
+import { OPCUA_PLANT_NAMESPACE } from "./opcua_plant.ts";
+
+/** The OPC UA port when `--opcua-port` is not given (the IANA port of OPC UA). */
+export const DEFAULT_OPCUA_PORT = 4840;
+
+/** The running OPC UA server of `simulate`. */
+export interface SimulateOpcua {
+  port: number;
+  endpoint: string;
+  /** Its entry in `/health`. */
+  health(): Record<string, unknown>;
+  stop(): Promise<void>;
+}
+
+function portFree(hostname: string, port: number): boolean {
+  try {
+    Deno.listen({ hostname, port }).close();
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+function freePort(hostname: string): number {
+  const l = Deno.listen({ hostname, port: 0 });
+  const port = (l.addr as Deno.NetAddr).port;
+  l.close();
+  return port;
+}
+
+/**
+ * Starts the server on `host`:`port` (0: a free port; undefined: 4840, or a
+ * free port when 4840 is taken, said on stderr).
+ */
+export async function startSimulateOpcua(
+  o: { host: string; port?: number; scale: number },
+): Promise<SimulateOpcua> {
+  let port = o.port ?? DEFAULT_OPCUA_PORT;
+  if (port === 0) port = freePort(o.host);
+  const start = (p: number) =>
+    startOpcuaSimulator({ host: o.host, port: p, plant: true, scale: o.scale });
+  let sim;
+  try {
+    if (o.port === undefined && !portFree(o.host, port)) throw new Error("taken");
+    sim = await start(port);
+  } catch (e) {
+    if (o.port !== undefined) throw e;
+    port = freePort(o.host);
+    console.error(`simulate: port ${DEFAULT_OPCUA_PORT} is taken; OPC UA on ${port} instead`);
+    sim = await start(port);
+  }
+  return {
+    port,
+    endpoint: sim.endpoint,
+    health: () => ({
+      protocol: "opcua",
+      endpoint: sim.endpoint,
+      namespace: OPCUA_PLANT_NAMESPACE,
+      sensors: sim.plant?.sensors,
+      scale_variables: sim.plant?.scale,
+      scale_changes: sim.plant?.scaleChanges(),
+    }),
+    stop: () => sim.stop(),
+  };
+}
