@@ -6,6 +6,7 @@
  * Read is split by the server's operation limits and shrinks further when the
  * server still answers BadTooManyOperations.
  */
+import { globToRegExp } from "../../normalize/rules.ts";
 import {
   AttributeIds,
   BrowseDirection,
@@ -180,17 +181,7 @@ export interface Discovered {
  * `Objects` or `**` is matched against the path below Objects.
  */
 export function browsePathMatcher(glob: string): (path: string) => boolean {
-  let re = "";
-  for (let i = 0; i < glob.length; i++) {
-    const c = glob[i];
-    if (c === "*" && glob[i + 1] === "*") {
-      re += ".*";
-      i++;
-    } else if (c === "*") re += "[^/]*";
-    else if (c === "?") re += "[^/]";
-    else re += c.replace(/[.+^${}()|[\]\\]/g, "\\$&");
-  }
-  const rx = new RegExp(`^${re}$`);
+  const rx = globToRegExp(glob);
   const full = glob.startsWith("Objects") || glob.startsWith("**");
   return full ? (p) => rx.test(p) : (p) => rx.test(p.replace(/^Objects\//, ""));
 }
