@@ -29,6 +29,7 @@ import { recordIdFactory } from "../src/record.ts";
 import { cpuSeconds, freePort, machineLine, rssPeakMb } from "./bench_kit.ts";
 import { benchModbus } from "./bench_modbus.ts";
 import { benchMqtt } from "./bench_mqtt.ts";
+import { benchOpcua } from "./bench_opcua.ts";
 
 const { values } = parseArgs({
   args: Deno.args,
@@ -40,7 +41,7 @@ const { values } = parseArgs({
   },
 });
 /** Sections to run: core (generator pipeline, latency, normalization), modbus, mqtt, opcua. */
-const SECTIONS = new Set((values.only ?? "core,modbus,mqtt").split(","));
+const SECTIONS = new Set((values.only ?? "core,modbus,mqtt,opcua").split(","));
 const DURATION_S = Number(values.duration ?? 20);
 const LATENCY_S = Number(values["latency-duration"] ?? 15);
 const TAGS = Number(values.tags ?? 1000);
@@ -273,6 +274,7 @@ try {
   if (SECTIONS.has("core")) results.core = await benchCore(root, si);
   if (SECTIONS.has("modbus")) results.modbus = await benchModbus(common);
   if (SECTIONS.has("mqtt")) results.mqtt = await benchMqtt(common);
+  if (SECTIONS.has("opcua")) results.opcua = await benchOpcua(common);
   console.log(JSON.stringify(results));
 } finally {
   await standIn.stop();
