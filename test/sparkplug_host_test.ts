@@ -58,7 +58,7 @@ Deno.test("NBIRTH and DBIRTH readings: address, value types, unit, context, time
   assertEquals(tags(nb.readings), ["bdSeq", "Node Control/Rebirth", "uptime"]);
   assertEquals(nb.readings[2].value, 2n ** 60n);
   assertEquals(nb.readings[2].address, "spBv1.0/Plant1/Line1/uptime");
-  assertEquals(nb.readings[2].context, { area: "Plant1", line: "Line1" });
+  assertEquals(nb.readings[2].context, { area: "Plant1", line: "Line1", equipment: "Line1" });
   assertEquals(nb.readings[2].event_time, T0 * 1000);
   const db = host.handle(`${N}/DBIRTH/Line1/Boiler`, dbirth(1), T0);
   assertEquals(db.rebirth, undefined);

@@ -88,7 +88,11 @@ export function qualityProperty(props: Record<string, unknown> | undefined): num
   return undefined;
 }
 
-/** The ISA-95 context of a metric's origin under a mapping. */
+/**
+ * The ISA-95 context of a metric's origin under a mapping. A node-level metric
+ * (no device) takes the edge node's name where the mapping asks for the device:
+ * the edge node is the equipment its own metrics (bdSeq, Node Control/...) describe.
+ */
 export function contextOf(origin: MetricOrigin, mapping: ContextMapping): TagContext | undefined {
   const ctx: TagContext = {};
   for (const [field, from] of Object.entries(mapping) as [keyof TagContext, string][]) {
@@ -96,7 +100,7 @@ export function contextOf(origin: MetricOrigin, mapping: ContextMapping): TagCon
       ? origin.group
       : from === "edge_node"
       ? origin.edgeNode
-      : origin.device;
+      : origin.device ?? origin.edgeNode;
     if (v !== undefined) ctx[field] = v;
   }
   return Object.keys(ctx).length > 0 ? ctx : undefined;
