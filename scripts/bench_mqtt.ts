@@ -13,7 +13,9 @@
  * For 2 and 3 the publisher runs for `durationS` as fast as the agent keeps up
  * (its lead over the agent's spool is capped); then every published message
  * must be in the stand-in's table: messages/s = published / time until the last
- * one is there. Reports agent CPU (cores) and peak RSS. Never asserts.
+ * one is there. Reports agent CPU (cores) and peak RSS, and what else used the
+ * machine meanwhile (broker, this process as publisher, all cores busy, from
+ * /proc). Never asserts.
  *
  * Alone: `deno run --allow-all scripts/bench_mqtt.ts [--duration 20]` starts its
  * own zerobus-local and prints one JSON line on stdout.
@@ -42,6 +44,7 @@ const SP_METRICS = 10;
 /** A Mosquitto broker of the benchmark. */
 interface Broker {
   url: string;
+  pid: number;
   stop(): Promise<void>;
 }
 
@@ -74,6 +77,7 @@ async function startBroker(root: string): Promise<Broker> {
   }
   return {
     url: `mqtt://127.0.0.1:${port}`,
+    pid: child.pid,
     async stop() {
       child.kill("SIGTERM");
       await child.status;
@@ -194,6 +198,57 @@ interface AgentRun {
   lost: number;
   agent_cpu_cores: number;
   agent_peak_rss_mb: number;
+  /** The agent's CPU by thread: `deno` main thread (spool, sink), `worker-N` the source. */
+  agent_threads_cpu_cores: Record<string, number>;
+  /** Mosquitto's CPU meanwhile. */
+  broker_cpu_cores: number;
+  /** This process (the publisher) meanwhile. */
+  publisher_cpu_cores: number;
+  /** Cores busy on the whole machine meanwhile (of navigator.hardwareConcurrency). */
+  machine_busy_cores: number;
+}
+
+/** CPU seconds every core of the machine spent busy so far (/proc/stat), NaN when unreadable. */
+function machineBusySeconds(): number {
+  try {
+    const f = Deno.readTextFileSync("/proc/stat").split("\n")[0].trim().split(/\s+/).slice(1)
+      .map(Number);
+    // user nice system idle iowait irq softirq steal: busy = all but idle and iowait.
+    return (f[0] + f[1] + f[2] + f[5] + f[6] + f[7]) / 100;
+  } catch {
+    return NaN;
+  }
+}
+
+const cores = (seconds: number, dt: number) => Math.round(seconds / dt * 100) / 100;
+
+/**
+ * CPU seconds of a process by thread name (Linux `comm`: `deno` is the main
+ * thread, `worker-N` a source Worker, V8 helpers and tokio threads by theirs).
+ */
+function threadSeconds(pid: number): Map<string, number> {
+  const out = new Map<string, number>();
+  try {
+    for (const t of Deno.readDirSync(`/proc/${pid}/task`)) {
+      try {
+        const dir = `/proc/${pid}/task/${t.name}`;
+        const comm = Deno.readTextFileSync(`${dir}/comm`).trim();
+        const f = Deno.readTextFileSync(`${dir}/stat`).split(") ")[1].split(" ");
+        out.set(comm, (out.get(comm) ?? 0) + (Number(f[11]) + Number(f[12])) / 100);
+      } catch { /* the thread ended */ }
+    }
+  } catch { /* not Linux, or the process ended */ }
+  return out;
+}
+
+/** Cores by thread name between two `threadSeconds` readings, busiest first. */
+function threadCores(
+  before: Map<string, number>,
+  after: Map<string, number>,
+  dt: number,
+): Record<string, number> {
+  const used = [...after].map(([k, v]) => [k, cores(v - (before.get(k) ?? 0), dt)] as const);
+  return Object.fromEntries(used.filter(([, c]) => c >= 0.01).sort((a, b) => b[1] - a[1]));
 }
 
 /**
@@ -202,6 +257,7 @@ interface AgentRun {
  */
 async function measureAgent(
   o: BenchMqttOptions,
+  brokerPid: number,
   agent: Agent,
   pub: MqttClient,
   table: string,
@@ -220,6 +276,8 @@ async function measureAgent(
     }
   })();
   const c0 = cpuSeconds(agent.pid);
+  const th0 = threadSeconds(agent.pid);
+  const [b0, p0, m0] = [cpuSeconds(brokerPid), cpuSeconds(Deno.pid), machineBusySeconds()];
   const t0 = performance.now();
   const published = await publishFast(
     pub,
@@ -237,6 +295,10 @@ async function measureAgent(
   }
   const dt = (performance.now() - t0) / 1000;
   const cpu = (cpuSeconds(agent.pid) - c0) / dt;
+  const threads = threadCores(th0, threadSeconds(agent.pid), dt);
+  const broker = cores(cpuSeconds(brokerPid) - b0, dt);
+  const publisher = cores(cpuSeconds(Deno.pid) - p0, dt);
+  const machine = cores(machineBusySeconds() - m0, dt);
   return {
     messages_per_s: Math.round(published / dt),
     records_per_s: Math.round(published * recordsPerMessage / dt),
@@ -246,13 +308,17 @@ async function measureAgent(
     lost: Math.max(0, expected - rows),
     agent_cpu_cores: Math.round(cpu * 100) / 100,
     agent_peak_rss_mb: rssPeakMb(agent.pid),
+    agent_threads_cpu_cores: threads,
+    broker_cpu_cores: broker,
+    publisher_cpu_cores: publisher,
+    machine_busy_cores: machine,
   };
 }
 
 /** Runs the agent on JSON messages (one record each); `receiveMaximum` 1 = one commit each. */
 async function benchJson(
   o: BenchMqttOptions,
-  url: string,
+  broker: Broker,
   run: string,
   receiveMaximum?: number,
 ): Promise<AgentRun> {
@@ -262,14 +328,18 @@ async function benchJson(
   const agent = await startAgent(
     o,
     "mqtt_json",
-    `  - { name: mqtt_json, protocol: mqtt, endpoint: "${url}", topics: ["${name}/#"], qos: 1, ${rm}client_id: bench_${name}_${run}, site: s, area: a, line: l, equipment: e }`,
+    `  - { name: mqtt_json, protocol: mqtt, endpoint: "${broker.url}", topics: ["${name}/#"], qos: 1, ${rm}client_id: bench_${name}_${run}, site: s, area: a, line: l, equipment: e }`,
     table,
   );
-  const pub = await mqtt.connectAsync(url, { clientId: "bench_json_pub", reconnectPeriod: 0 });
+  const pub = await mqtt.connectAsync(broker.url, {
+    clientId: "bench_json_pub",
+    reconnectPeriod: 0,
+  });
   const serial = receiveMaximum !== undefined;
   try {
     return await measureAgent(
       o,
+      broker.pid,
       agent,
       pub,
       table,
@@ -330,19 +400,28 @@ function sparkplugMessages() {
 }
 
 /** Runs the agent on Sparkplug DDATA with 10 metrics per message. */
-async function benchSparkplug(o: BenchMqttOptions, url: string, run: string): Promise<AgentRun> {
+async function benchSparkplug(o: BenchMqttOptions, broker: Broker, run: string): Promise<AgentRun> {
   const table = `bench.mqtt.sparkplug_${run}`;
   const agent = await startAgent(
     o,
     "mqtt_sparkplug",
-    `  - { name: mqtt_sparkplug, protocol: mqtt, endpoint: "${url}", topics: ["spBv1.0/Bench/#"], qos: 1, client_id: bench_sp_${run} }`,
+    `  - { name: mqtt_sparkplug, protocol: mqtt, endpoint: "${broker.url}", topics: ["spBv1.0/Bench/#"], qos: 1, client_id: bench_sp_${run} }`,
     table,
   );
-  const pub = await mqtt.connectAsync(url, { clientId: "bench_sp_pub", reconnectPeriod: 0 });
+  const pub = await mqtt.connectAsync(broker.url, { clientId: "bench_sp_pub", reconnectPeriod: 0 });
   try {
     const m = sparkplugMessages();
     for (const b of m.birth) await pub.publishAsync(b.topic, b.payload as never, { qos: 1 });
-    return await measureAgent(o, agent, pub, table, m.data, SP_METRICS, m.birthRecords);
+    return await measureAgent(
+      o,
+      broker.pid,
+      agent,
+      pub,
+      table,
+      m.data,
+      SP_METRICS,
+      m.birthRecords,
+    );
   } finally {
     await pub.endAsync();
     await agent.stop();
@@ -361,13 +440,13 @@ export async function benchMqtt(o: BenchMqttOptions): Promise<Record<string, unk
     const limit = await measureLimit(broker.url, o.durationS);
     o.log(`mqtt limit: ${Math.round(limit)} messages/s`);
     o.log(`mqtt json: agent, QoS 1, persistent session, ${o.durationS} s of publishing`);
-    const json = await benchJson(o, broker.url, run);
+    const json = await benchJson(o, broker, run);
     o.log(`mqtt json: ${JSON.stringify(json)}`);
     o.log(`mqtt sparkplug: DDATA with ${SP_METRICS} metrics, QoS 1, ${o.durationS} s`);
-    const spark = await benchSparkplug(o, broker.url, run);
+    const spark = await benchSparkplug(o, broker, run);
     o.log(`mqtt sparkplug: ${JSON.stringify(spark)}`);
     o.log("mqtt serial: the json run with receive_maximum 1 (one spool commit per message)");
-    const serial = await benchJson(o, broker.url, run, 1);
+    const serial = await benchJson(o, broker, run, 1);
     o.log(`mqtt serial: ${JSON.stringify(serial)}`);
     return {
       mqtt_limit_messages_per_s: Math.round(limit),

@@ -26,6 +26,8 @@ export function mosquittoPath(): string | undefined {
 export interface Mosquitto {
   port: number;
   url: string;
+  /** `ws://` or `wss://` URL of the websockets listener, when one was asked for. */
+  wsUrl?: string;
   pid: number;
   stop(): Promise<void>;
 }
@@ -38,6 +40,11 @@ export interface MosquittoOptions {
   passwordFile?: string;
   /** A TLS listener with these PEM files; `requireCertificate` asks for a client certificate. */
   tls?: { ca: string; cert: string; key: string; requireCertificate?: boolean };
+  /**
+   * A second listener with `protocol websockets` on its own free port: `ws`,
+   * or `wss` with the `tls` files (which then secure both listeners).
+   */
+  websockets?: "ws" | "wss";
 }
 
 /**
@@ -52,10 +59,11 @@ export async function startMosquitto(
   if (!bin) throw new Error("mosquitto is not installed");
   const dir = await Deno.makeTempDir({ prefix: "mosquitto_" });
   const port = freePort();
+  const wsPort = opts.websockets ? freePort() : undefined;
   const conf = `${dir}/mosquitto.conf`;
   await Deno.writeTextFile(
     conf,
-    listenerConfig(port, opts) + extraConfig,
+    listenerConfig(port, opts) + websocketsConfig(wsPort, opts) + extraConfig,
   );
   const child = new Deno.Command(bin, { args: ["-c", conf], stdout: "null", stderr: "null" })
     .spawn();
@@ -63,19 +71,8 @@ export async function startMosquitto(
   let exited = false;
   status.then(() => (exited = true));
   try {
-    await waitFor(
-      async () => {
-        if (exited) throw new Error("mosquitto exited at start");
-        try {
-          (await Deno.connect({ hostname: "127.0.0.1", port })).close();
-          return true;
-        } catch {
-          return false;
-        }
-      },
-      `mosquitto on port ${port}`,
-      10_000,
-    );
+    await waitForPort(port, () => exited);
+    if (wsPort !== undefined) await waitForPort(wsPort, () => exited);
   } catch (e) {
     if (!exited) child.kill("SIGKILL");
     await status;
@@ -84,6 +81,7 @@ export async function startMosquitto(
   return {
     port,
     url: `${opts.tls ? "mqtts" : "mqtt"}://127.0.0.1:${port}`,
+    wsUrl: wsPort === undefined ? undefined : `${opts.websockets}://127.0.0.1:${wsPort}`,
     pid: child.pid,
     async stop() {
       if (!exited) Deno.kill(child.pid, "SIGTERM");
@@ -107,6 +105,40 @@ function listenerConfig(port: number, opts: MosquittoOptions): string {
     lines.push(`require_certificate ${opts.tls.requireCertificate ?? false}`);
   }
   return lines.join("\n") + "\n";
+}
+
+/**
+ * The websockets listener. Mosquitto 2.0.11 hands a websockets listener's
+ * address to libwebsockets, which binds every interface unless the socket
+ * domain is IPv4 too (then 127.0.0.1 only); and it refuses to start with a
+ * websockets listener alone, so the plain listener stays first.
+ */
+function websocketsConfig(port: number | undefined, opts: MosquittoOptions): string {
+  if (port === undefined) return "";
+  const lines = [`listener ${port} 127.0.0.1`, "socket_domain ipv4", "protocol websockets"];
+  if (opts.websockets === "wss") {
+    if (!opts.tls) throw new Error("a wss listener needs the tls files");
+    lines.push(`cafile ${opts.tls.ca}`, `certfile ${opts.tls.cert}`, `keyfile ${opts.tls.key}`);
+    lines.push(`require_certificate ${opts.tls.requireCertificate ?? false}`);
+  }
+  return lines.join("\n") + "\n";
+}
+
+/** Waits until 127.0.0.1:`port` accepts connections (fails when `exited()` says so). */
+function waitForPort(port: number, exited: () => boolean): Promise<unknown> {
+  return waitFor(
+    async () => {
+      if (exited()) throw new Error("mosquitto exited at start");
+      try {
+        (await Deno.connect({ hostname: "127.0.0.1", port })).close();
+        return true;
+      } catch {
+        return false;
+      }
+    },
+    `mosquitto on port ${port}`,
+    10_000,
+  );
 }
 
 function runsAsRoot(): boolean {

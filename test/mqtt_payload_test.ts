@@ -161,6 +161,30 @@ const cases: Array<[string, string | Uint8Array, PayloadOptions, PayloadResult]>
     { format: "text" },
     { ok: false, reason: "payload is not valid UTF-8 (format text)" },
   ],
+  [
+    "a real U+FFFD is valid UTF-8 text",
+    '{"value": "bad \uFFFD sign"}',
+    auto,
+    { ok: true, values: [{ value: "bad \uFFFD sign" }] },
+  ],
+  [
+    "valid UTF-8 then an invalid byte in auto is bytes",
+    new Uint8Array([0x7b, 0x22, 0xc3, 0xa9, 0x22, 0xff, 0x7d]),
+    auto,
+    {
+      ok: true,
+      values: [{
+        value: new Uint8Array([0x7b, 0x22, 0xc3, 0xa9, 0x22, 0xff, 0x7d]),
+        value_type: "bytes",
+      }],
+    },
+  ],
+  [
+    "dotted value_path",
+    '{"data": {"pv": 7.5}, "timestamp": 1714979289250}',
+    { format: "auto", value_path: "data.pv" },
+    { ok: true, values: [{ value: 7.5, event_time: T }] },
+  ],
 ];
 
 for (const [name, input, opts, want] of cases) {

@@ -73,6 +73,8 @@ export class SourceKit {
   #timer: ReturnType<typeof setTimeout> | undefined;
   #inflight = new Map<number, (stored: boolean) => void>();
   #currentWaiters: Array<(stored: boolean) => void> = [];
+  /** The promise `whenCommitted` gives for the batch being filled (one per batch). */
+  #currentCommit: Promise<boolean> | undefined;
   #creditWaiters: Array<() => void> = [];
   #closed = false;
 
@@ -124,6 +126,7 @@ export class SourceKit {
     const batchId = ++this.#batchId;
     const waiters = this.#currentWaiters;
     this.#currentWaiters = [];
+    this.#currentCommit = undefined;
     this.#inflight.set(batchId, (stored) => waiters.forEach((w) => w(stored)));
     const rows = this.#buf.slice(0, this.#off);
     this.counters.incomplete_paths = this.#normalize.incompletePaths.get(this.opts.source.name) ??
@@ -146,7 +149,9 @@ export class SourceKit {
    * failure). A source that acknowledges upstream (MQTT) acks only on true.
    */
   whenCommitted(): Promise<boolean> {
-    if (this.#count > 0) return new Promise((resolve) => this.#currentWaiters.push(resolve));
+    if (this.#count > 0) {
+      return this.#currentCommit ??= new Promise((resolve) => this.#currentWaiters.push(resolve));
+    }
     if (this.#inflight.size === 0) return Promise.resolve(true);
     const last = Math.max(...this.#inflight.keys());
     return new Promise((resolve) => {

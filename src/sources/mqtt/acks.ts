@@ -15,11 +15,14 @@
  * `hold` is kept back until the message's commit promise resolves and is then
  * written (if the connection is still the same one; otherwise the broker
  * redelivers it on the persistent session), while mqtt.js is told at once
- * that it was sent, so it reads the next packet. Acknowledgements may go out
- * of order: MQTT allows that for different packet ids. At most `max` acks are
- * held; beyond that the packet loop's `done` is kept back too, so mqtt.js
+ * that it was sent, so it reads the next packet. The acks waiting for the
+ * same commit (a spool batch holds many messages) form one group with one
+ * promise reaction and go out together in one socket write (encoded here,
+ * 4 bytes each). Acknowledgements may go out of order: MQTT allows that for
+ * different packet ids. At most `max` acks are held; beyond that the packet loop's `done` is kept back too, so mqtt.js
  * stops reading the socket (TCP backpressure) until a commit frees a place.
  */
+import { Buffer } from "node:buffer";
 import type { MqttClient } from "mqtt";
 
 /** The mqtt.js method every outgoing packet passes through (private in its typings). */
@@ -29,6 +32,9 @@ type SendPacket = (
   cbStorePut?: () => void,
   noStore?: boolean,
 ) => void;
+
+/** The client's socket stream (a node stream). */
+type AckStream = { cork?: () => void; uncork?: () => void; write?: (b: Uint8Array) => boolean };
 
 /** Counts of the gate, for tests and status details. */
 export interface AckGateStats {
@@ -42,12 +48,57 @@ export interface AckGateStats {
   peakHeld: number;
 }
 
+/** An acknowledgement kept back, as mqtt.js handed it to `_sendPacket`. */
+export type HeldAck = {
+  cmd: string;
+  messageId?: number;
+  reasonCode?: number;
+  properties?: unknown;
+};
+
+/** First byte (packet type, flags 0) of the acks written directly. */
+const ACK_TYPE: Record<string, number> = { puback: 0x40, pubrec: 0x50 };
+
+/**
+ * PUBACK/PUBREC packets as bytes, one after the other: type, remaining
+ * length 2, packet id. The same in MQTT 3.1.1 and 5 (MQTT 5 omits reason
+ * code 0 when there are no properties, 3.4.2.1 and 3.5.2.1). Undefined when
+ * one of them carries more (a reason code, properties).
+ */
+export function encodeAcks(acks: readonly HeldAck[]): Uint8Array | undefined {
+  const out = Buffer.allocUnsafe(acks.length * 4);
+  for (let i = 0, o = 0; i < acks.length; i++, o += 4) {
+    const a = acks[i];
+    const type = ACK_TYPE[a.cmd];
+    if (type === undefined || a.messageId === undefined || a.reasonCode || a.properties) {
+      return undefined;
+    }
+    out[o] = type;
+    out[o + 1] = 2;
+    out[o + 2] = a.messageId >> 8;
+    out[o + 3] = a.messageId & 0xff;
+  }
+  return out;
+}
+
+/** The acks of one connection waiting for one commit. */
+interface AckGroup {
+  acks: HeldAck[];
+  /** The connection's stream: acks go out only on it. */
+  stream: unknown;
+  settled: boolean;
+}
+
 /** Holds PUBACK/PUBREC packets until their message is committed; see the module comment. */
 export class AckGate {
   readonly stats: AckGateStats = { sent: 0, dropped: 0, paused: 0, peakHeld: 0 };
   readonly #commits = new Map<number, Promise<unknown>>();
+  /** Held acks by the commit they wait for: many messages share one spool commit. */
+  readonly #waiting = new Map<Promise<unknown>, AckGroup>();
   readonly #resume: Array<() => void> = [];
   #held = 0;
+  /** Writes a group of acks on the attached client (set by `attach`). */
+  #send: (acks: HeldAck[]) => void = () => {};
 
   constructor(readonly max: number) {}
 
@@ -68,7 +119,7 @@ export class AckGate {
 
   /** Wraps the client's `_sendPacket` so that held acks wait for their commit. */
   attach(client: MqttClient): void {
-    const c = client as unknown as { _sendPacket: SendPacket; stream: unknown };
+    const c = client as unknown as { _sendPacket: SendPacket; stream: AckStream };
     const send = c._sendPacket.bind(c);
     c._sendPacket = (packet, cb, cbStorePut, noStore) => {
       const id = packet.messageId;
@@ -78,27 +129,64 @@ export class AckGate {
       }
       this.#commits.delete(id!);
       this.#held++;
-      this.stats.peakHeld = Math.max(this.stats.peakHeld, this.#held);
-      const stream = c.stream;
-      const release = () => {
-        this.#held--;
-        if (client.connected && c.stream === stream) {
-          this.stats.sent++;
-          send(packet);
-        } else this.stats.dropped++;
-        if (this.#held < this.max) this.#resume.splice(0).forEach((r) => r());
-      };
-      commit.then(release, release);
+      if (this.#held > this.stats.peakHeld) this.stats.peakHeld = this.#held;
+      let group = this.#waiting.get(commit);
+      if (!group) {
+        const g: AckGroup = { acks: [], stream: c.stream, settled: false };
+        const release = () => this.#release(commit, g, client.connected && c.stream === g.stream);
+        commit.then(release, release);
+        this.#waiting.set(commit, group = g);
+      }
+      group.acks.push(packet);
       if (this.#held < this.max) cb?.();
       else {
         this.stats.paused++;
         this.#resume.push(() => cb?.());
       }
     };
+    this.#send = (acks) => {
+      // One write for the whole group (mqtt.js would write each ack as
+      // several chunks through its stream machinery).
+      const stream = c.stream;
+      const bytes = encodeAcks(acks);
+      if (bytes && stream.write) {
+        stream.write(bytes);
+        return;
+      }
+      stream.cork?.();
+      for (const ack of acks) send(ack);
+      stream.uncork?.();
+    };
   }
 
-  /** Forgets registered commits whose ack was never sent (connection closed). */
+  /** Writes the acks that waited for `commit` (if their connection is still up). */
+  #release(commit: Promise<unknown>, g: AckGroup, sameConnection: boolean): void {
+    if (this.#waiting.get(commit) === g) this.#waiting.delete(commit);
+    if (g.settled) return;
+    this.#settle(g);
+    if (sameConnection) {
+      this.stats.sent += g.acks.length;
+      this.#send(g.acks);
+    } else this.stats.dropped += g.acks.length;
+    if (this.#held < this.max) this.#resume.splice(0).forEach((r) => r());
+  }
+
+  #settle(g: AckGroup): void {
+    g.settled = true;
+    this.#held -= g.acks.length;
+  }
+
+  /**
+   * The connection closed: forgets registered commits whose ack was never
+   * sent and drops the held acks (the broker redelivers their messages).
+   */
   reset(): void {
     this.#commits.clear();
+    for (const g of this.#waiting.values()) {
+      this.#settle(g);
+      this.stats.dropped += g.acks.length;
+    }
+    this.#waiting.clear();
+    if (this.#held < this.max) this.#resume.splice(0).forEach((r) => r());
   }
 }

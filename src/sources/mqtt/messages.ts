@@ -4,7 +4,10 @@
  */
 import type { Reading } from "../worker_protocol.ts";
 import { decodePayload, type PayloadOptions, QUALITY_CODES } from "./payload.ts";
-import { compileTopicMapper } from "./topics.ts";
+import { compileTopicMapper, type TopicTag } from "./topics.ts";
+
+/** Topics whose tag is remembered; a plant publishes on a fixed set of topics. */
+const TOPIC_CACHE_SIZE = 10_000;
 
 /** The source settings a message reader needs. */
 export interface MessageReaderConfig {
@@ -36,7 +39,7 @@ export type MessageResult =
 export function compileMessageReader(
   cfg: MessageReaderConfig,
 ): (topic: string, payload: Uint8Array, flags: MessageFlags, nowMicros?: number) => MessageResult {
-  const tagOf = compileTopicMapper(cfg.topic_template);
+  const tagOf = rememberTags(compileTopicMapper(cfg.topic_template));
   const staleMicros = cfg.stale_after_s === undefined ? undefined : cfg.stale_after_s * 1e6;
   return (topic, payload, flags, nowMicros = Date.now() * 1000) => {
     if (payload.length > cfg.max_payload_bytes) {
@@ -74,5 +77,23 @@ export function compileMessageReader(
       return r;
     });
     return { ok: true, readings };
+  };
+}
+
+/**
+ * Remembers the tag of each topic (at most TOPIC_CACHE_SIZE, then starts
+ * over), so a topic is split and matched once, not for every message. The
+ * tags are shared between readings and never changed.
+ */
+function rememberTags(tagOf: (topic: string) => TopicTag): (topic: string) => TopicTag {
+  const cache = new Map<string, TopicTag>();
+  return (topic) => {
+    let tag = cache.get(topic);
+    if (tag === undefined) {
+      if (cache.size >= TOPIC_CACHE_SIZE) cache.clear();
+      tag = tagOf(topic);
+      cache.set(topic, tag);
+    }
+    return tag;
   };
 }

@@ -60,6 +60,8 @@ export async function clientOptions(
     resubscribe: false,
     rejectUnauthorized: !cfg.insecure,
   };
+  // mqtt.js logs through npm:debug a dozen times per packet; skip that unless asked for.
+  if (!mqttDebugWanted()) opts.log = () => {};
   if (v5) {
     opts.properties = { receiveMaximum: cfg.receive_maximum ?? 1000 };
     if (!clean) opts.properties.sessionExpiryInterval = cfg.session_expiry_s;
@@ -68,11 +70,27 @@ export async function clientOptions(
   if (hostId !== undefined) opts.will = stateWill(hostId, stateTimestamp);
   if (cfg.username !== undefined) opts.username = cfg.username;
   if (cfg.password !== undefined) opts.password = cfg.password;
-  if (cfg.server_name) opts.servername = cfg.server_name;
+  if (cfg.server_name) {
+    opts.servername = cfg.server_name;
+    // mqtt.js hands its TLS options but not servername to the websocket
+    // transport (npm:ws), which passes its options on to tls.connect.
+    if (/^wss:/.test(brokerUrl(cfg))) {
+      opts.wsOptions = { servername: cfg.server_name } as IClientOptions["wsOptions"];
+    }
+  }
   if (cfg.ca_file) opts.ca = await readPem("ca_file", cfg.ca_file);
   if (cfg.cert_file) opts.cert = await readPem("cert_file", cfg.cert_file);
   if (cfg.key_file) opts.key = await readPem("key_file", cfg.key_file);
   return opts;
+}
+
+/** True when `DEBUG` asks for mqtt.js' own log (e.g. `DEBUG=mqttjs*`). */
+function mqttDebugWanted(): boolean {
+  try {
+    return /mqttjs|\*/.test(Deno.env.get("DEBUG") ?? "");
+  } catch {
+    return false; // no env permission
+  }
 }
 
 /** Reads a PEM file; the error names the key and the path. */

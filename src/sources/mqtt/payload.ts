@@ -43,6 +43,17 @@ export type PayloadResult =
 export const QUALITY_CODES: Record<Quality, number> = { good: 0, uncertain: 1, bad: 2 };
 
 const utf8 = new TextDecoder("utf-8", { fatal: true });
+const utf8Lenient = new TextDecoder("utf-8");
+
+/**
+ * UTF-8 text of a payload; throws when it is not valid UTF-8. The lenient
+ * decoder is faster; only text with a replacement character (invalid input,
+ * or a real U+FFFD) is decoded again strictly.
+ */
+function decodeUtf8(payload: Uint8Array): string {
+  const text = utf8Lenient.decode(payload);
+  return text.includes("\uFFFD") ? utf8.decode(payload) : text;
+}
 
 /** Text with control characters other than tab, CR and LF is treated as binary. */
 // deno-lint-ignore no-control-regex
@@ -54,7 +65,7 @@ export function decodePayload(payload: Uint8Array, opts: PayloadOptions): Payloa
   if (opts.format === "bytes") return bytesResult(payload);
   let text: string;
   try {
-    text = utf8.decode(payload);
+    text = decodeUtf8(payload);
   } catch {
     if (opts.format === "auto") return bytesResult(payload);
     return { ok: false, reason: `payload is not valid UTF-8 (format ${opts.format})` };
@@ -234,6 +245,11 @@ export function parseTimestamp(ts: unknown): number | undefined {
 
 /** The value at a dotted path (`a.b.0.c`), or undefined. */
 export function getPath(obj: unknown, path: string): unknown {
+  if (!path.includes(".")) {
+    // The usual one-level path, without splitting it for every message.
+    if (obj === null || typeof obj !== "object" || !Object.hasOwn(obj, path)) return undefined;
+    return (obj as Record<string, unknown>)[path];
+  }
   let cur: unknown = obj;
   for (const key of path.split(".")) {
     if (cur === null || typeof cur !== "object") return undefined;

@@ -147,32 +147,38 @@ function mqttDriver(cfg: MqttSourceConfig, kit: SourceKit): SourceDriver {
     }, 0);
   }
 
-  /** Resolves once what was emitted so far is committed; logs records the spool dropped. */
+  /** The kit's promise for the batch being filled, and what acks wait for on it. */
+  let batch: { commit: Promise<boolean>; acked: Promise<void>; messages: number } | undefined;
+
+  /**
+   * Resolves once what was emitted so far is committed; logs records the spool
+   * dropped. The messages of one batch share one promise (one reaction per
+   * spool commit, not one per message).
+   */
   function committed(topic: string): Promise<void> {
-    return kit.whenCommitted().then((stored) => {
-      if (stored || stopping) return;
-      dropped++;
-      kit.log("warning", "records of an MQTT message were dropped by the spool; acknowledged", {
-        topic,
-        dropped_messages: dropped,
+    const commit = kit.whenCommitted();
+    if (batch?.commit !== commit) {
+      const b = { commit, acked: Promise.resolve(), messages: 0 };
+      b.acked = commit.then((stored) => {
+        if (stored || stopping) return;
+        dropped += b.messages;
+        kit.log("warning", "records of MQTT messages were dropped by the spool; acknowledged", {
+          topic,
+          messages: b.messages,
+          dropped_messages: dropped,
+        });
       });
-    });
+      batch = b;
+    }
+    batch.messages++;
+    return batch.acked;
   }
 
   /**
    * Emits a message's readings (or dead-letters it). Returns the promise its
-   * acknowledgement waits for (wrapped: an async function would wait for it),
-   * or undefined when it may be acknowledged at once.
+   * acknowledgement waits for, or undefined when it may be acknowledged at once.
    */
-  async function handle(
-    topic: string,
-    payload: Uint8Array,
-    packet: IPublishPacket,
-  ): Promise<{ commit: Promise<void> } | undefined> {
-    if (!kit.hasCredit()) {
-      kit.flush();
-      await kit.waitForCredit();
-    }
+  function handle(topic: string, payload: Uint8Array, packet: IPublishPacket) {
     const flags = { qos: packet.qos, retain: packet.retain === true };
     const res = readingsOf(topic, payload, flags);
     if (!res.ok) {
@@ -188,12 +194,30 @@ function mqttDriver(cfg: MqttSourceConfig, kit: SourceKit): SourceDriver {
     let commit: Promise<void> | undefined;
     const commitOnce = () => commit ??= committed(topic);
     if ("out" in res && res.out) settle(res.out, commitOnce);
-    if (res.readings.length === 0) {
-      const held = ("held" in res ? res.held : undefined) ?? commit;
-      return held && { commit: held };
-    }
+    if (res.readings.length === 0) return ("held" in res ? res.held : undefined) ?? commit;
     if (flags.qos > 0) flushSoon();
-    return { commit: commitOnce() };
+    return commitOnce();
+  }
+
+  /** Runs `fn` once the main thread takes batches again (posts the current one first). */
+  function afterCredit(fn: () => void): void {
+    kit.flush();
+    kit.waitForCredit().then(fn);
+  }
+
+  /** Handles a message; a bug (not bad input) keeps the message as a dead letter. */
+  function handleSafely(topic: string, payload: Uint8Array, packet: IPublishPacket) {
+    try {
+      return handle(topic, payload, packet);
+    } catch (e) {
+      kit.counters.errors++;
+      kit.deadLetter(
+        `handling the message failed: ${e}`,
+        preview.decode(payload.subarray(0, 4096)),
+        { topic, qos: packet.qos },
+      );
+      return undefined;
+    }
   }
 
   /**
@@ -208,24 +232,22 @@ function mqttDriver(cfg: MqttSourceConfig, kit: SourceKit): SourceDriver {
     done: (err: Error, code: number) => void,
   ): void {
     if (stopping) return; // no ack: the broker keeps the message for the next session
-    handle(topic, message, packet).then((held) => {
-      if (stopping) return;
-      if (held && packet.messageId !== undefined) gate.hold(packet.messageId, held.commit);
-      if (gate.full) kit.flush();
-      done(null as unknown as Error, 0);
-    }, (e) => {
-      // A bug, not bad input: keep the message (dead letter) and go on reading.
-      kit.counters.errors++;
-      kit.deadLetter(
-        `handling the message failed: ${e}`,
-        preview.decode(message.subarray(0, 4096)),
-        {
-          topic,
-          qos: packet.qos,
-        },
-      );
-      done(null as unknown as Error, 0);
-    });
+    if (kit.hasCredit()) answer(topic, message, packet, done);
+    else afterCredit(() => answer(topic, message, packet, done));
+  }
+
+  /** Handles a QoS 1/2 message and lets mqtt.js go on; its ack waits in the gate. */
+  function answer(
+    topic: string,
+    message: Uint8Array,
+    packet: IPublishPacket,
+    done: (err: Error, code: number) => void,
+  ): void {
+    if (stopping) return;
+    const held = handleSafely(topic, message, packet);
+    if (held && packet.messageId !== undefined) gate.hold(packet.messageId, held);
+    if (gate.full) kit.flush();
+    done(null as unknown as Error, 0);
   }
 
   function connect(opts: mqtt.IClientOptions): void {
@@ -241,7 +263,14 @@ function mqttDriver(cfg: MqttSourceConfig, kit: SourceKit): SourceDriver {
       const payload = typeof packet.payload === "string"
         ? new TextEncoder().encode(packet.payload)
         : packet.payload;
-      handle(topic, payload, packet).then(() => done(), () => done());
+      if (kit.hasCredit()) {
+        handleSafely(topic, payload, packet);
+        return done();
+      }
+      afterCredit(() => {
+        handleSafely(topic, payload, packet);
+        done();
+      });
     };
     c.on("connect", (connack) => {
       backoffMs = BACKOFF_MIN_MS;

@@ -21,6 +21,7 @@ import {
 } from "./decode.ts";
 import {
   type ContextMapping,
+  contextOf,
   DEFAULT_CONTEXT_MAPPING,
   type MetricOrigin,
   metricReading,
@@ -298,6 +299,8 @@ export class SparkplugHost {
   #readings(ctx: Ctx, metrics: SparkplugMetric[], table: Table): HostResult {
     const readings: Reading[] = [];
     let unknown: string | undefined;
+    // One context object for all metrics of the message (readings never change it).
+    const context = contextOf(ctx.origin, this.#mapping) ?? null;
     for (const m of metrics) {
       const def = (m.name ? table.byName.get(m.name) : undefined) ??
         (m.alias !== undefined ? table.byAlias.get(String(m.alias)) : undefined);
@@ -321,6 +324,7 @@ export class SparkplugHost {
         birthUnit: def.unit,
         messageType: ctx.type,
         mapping: this.#mapping,
+        context,
       }));
     }
     if (unknown) return this.#rebirth(ctx, unknown, readings);

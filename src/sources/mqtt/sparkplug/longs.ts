@@ -23,6 +23,12 @@ export function toBigInt(v: unknown, signed: boolean): bigint | undefined {
 
 /** A number when exact (within ±2^53), else a bigint; 0 when `v` is no integer. */
 export function toInteger(v: unknown, signed: boolean): number | bigint {
+  // Without BigInt where the value is exact as a number (timestamps, aliases, seq):
+  // the sum below is exact whenever its result is a safe integer.
+  if (isLongLike(v)) {
+    const n = (signed ? v.high | 0 : v.high >>> 0) * 4294967296 + (v.low >>> 0);
+    if (Number.isSafeInteger(n)) return n;
+  } else if (typeof v === "number" && Number.isSafeInteger(v) && (signed || v >= 0)) return v;
   const b = toBigInt(v, signed) ?? 0n;
   return b <= BigInt(Number.MAX_SAFE_INTEGER) && b >= BigInt(Number.MIN_SAFE_INTEGER)
     ? Number(b)

@@ -127,6 +127,11 @@ export interface MetricReadingInput {
   /** Message type (NBIRTH, DDATA, ...) for the metadata. */
   messageType: string;
   mapping: ContextMapping;
+  /**
+   * The context of `origin` under `mapping` when the caller computed it once
+   * for many metrics (null: none); computed here when undefined.
+   */
+  context?: TagContext | null;
 }
 
 /** One reading of a metric value. */
@@ -141,17 +146,31 @@ export function metricReading(m: MetricReadingInput): Reading {
     event_time: m.eventTime,
     quality_code: code,
     quality: propQuality === undefined && m.isNull ? "bad" : qualityOfCode(code),
-    metadata: JSON.stringify({
-      sparkplug: m.messageType,
-      datatype: DATATYPE_NAMES[m.datatype] ?? m.datatype,
-      ...(m.isNull ? { is_null: true } : {}),
-    }),
+    metadata: metadataOf(m.messageType, m.datatype, m.isNull),
   };
   const unit = unitOf(m.properties) ?? m.birthUnit;
   if (unit) r.unit = unit;
-  const ctx = contextOf(m.origin, m.mapping);
+  const ctx = m.context === undefined ? contextOf(m.origin, m.mapping) : m.context ?? undefined;
   if (ctx) r.context = ctx;
   return r;
+}
+
+/** Metadata texts by message type, data type and null flag (a few dozen at most). */
+const METADATA = new Map<string, string>();
+
+/** The metadata of a metric reading: `{"sparkplug":"DDATA","datatype":"Double"}`. */
+function metadataOf(messageType: string, datatype: number, isNull: boolean): string {
+  const key = `${messageType}/${datatype}/${isNull}`;
+  let text = METADATA.get(key);
+  if (text === undefined) {
+    text = JSON.stringify({
+      sparkplug: messageType,
+      datatype: DATATYPE_NAMES[datatype] ?? datatype,
+      ...(isNull ? { is_null: true } : {}),
+    });
+    if (METADATA.size < 1000) METADATA.set(key, text);
+  }
+  return text;
 }
 
 /** A reading that marks a metric stale (quality uncertain, code 500, value null). */
