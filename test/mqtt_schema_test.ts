@@ -24,6 +24,15 @@ Deno.test("mqtt schema: the description's example loads with defaults", async ()
   const cfg = s as { name: string; qos: 1; endpoint: string; use_tls: boolean };
   assertEquals(cleanSessionOf(cfg), false, "QoS 1 keeps a persistent session");
   assertEquals(cleanSessionOf({ qos: 0 }), true);
+  assertEquals(
+    cleanSessionOf({ qos: 1, sparkplug: { host_id: "scada" } }),
+    true,
+    "a Sparkplug primary host connects clean (Sparkplug 3.0)",
+  );
+  assertEquals(
+    cleanSessionOf({ qos: 1, clean_session: false, sparkplug: { host_id: "scada" } }),
+    false,
+  );
   assertEquals(clientIdOf(cfg), "otedge_plant_mqtt_broker");
 });
 

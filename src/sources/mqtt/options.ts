@@ -34,9 +34,16 @@ export function clientIdOf(cfg: Pick<ClientConfig, "name" | "client_id">): strin
   return cfg.client_id ?? `otedge_${cfg.name}`;
 }
 
-/** Clean session: the configured value, else false with QoS 1 or 2 and true with QoS 0. */
-export function cleanSessionOf(cfg: Pick<ClientConfig, "qos" | "clean_session">): boolean {
-  return cfg.clean_session ?? cfg.qos === 0;
+/**
+ * Clean session: the configured value; else true for a Sparkplug primary host
+ * (`sparkplug.host_id`: Sparkplug 3.0 requires it, and edge nodes store and
+ * forward while the host's STATE is offline) and with QoS 0; else false
+ * (a persistent session, so nothing unacknowledged is lost).
+ */
+export function cleanSessionOf(
+  cfg: Pick<ClientConfig, "qos" | "clean_session" | "sparkplug">,
+): boolean {
+  return cfg.clean_session ?? (cfg.qos === 0 || cfg.sparkplug?.host_id !== undefined);
 }
 
 /**
