@@ -84,7 +84,11 @@ Deno.test("opcua acquisition and discovery against the plant simulator", async (
   const sim = await startOpcuaSimulator({
     port: freePort(),
     plant: true,
-    limits: { maxNodesPerRead: 4, maxMonitoredItemsPerCall: 5 },
+    limits: {
+      maxNodesPerRead: 4,
+      maxMonitoredItemsPerCall: 5,
+      maxNodesPerTranslateBrowsePathsToNodeIds: 6,
+    },
   });
   try {
     await t.step("polling: ceil(nodes / MaxNodesPerRead) Read calls per poll", async () => {
@@ -152,6 +156,40 @@ Deno.test("opcua acquisition and discovery against the plant simulator", async (
           await run.stop();
         }
         assertEquals(batches, [5, 5, 5, 3]);
+      },
+    );
+
+    await t.step(
+      "browse paths: TranslateBrowsePathsToNodeIds calls of at most its server limit",
+      async () => {
+        const batches: number[] = [];
+        sim.onRequest((name, req) => {
+          if (name === "TranslateBrowsePathsToNodeIdsRequest") {
+            batches.push(req.browsePaths.length);
+          }
+        });
+        const sensors = PLANT_SENSORS.filter((s) => s.industry === "Mining");
+        const entries = sensors.map((s, i) =>
+          `      - { browse_path: "Objects/${sensorPath(s)}", name: m${i}, site: s${i} }`
+        );
+        const run = await runSource(source(sim.endpoint, `    nodes:\n${entries.join("\n")}\n`));
+        try {
+          await waitFor(
+            () => addresses(run.rows).length === mining.length,
+            "a row per browse path",
+            20_000,
+          );
+          assertEquals(run.host.status().ua.detail?.unknown_nodes, 0);
+        } finally {
+          await run.stop();
+        }
+        assertEquals(addresses(run.rows), [...mining].sort());
+        const first = run.rows.find((r) => r.address === mining[0])!;
+        assertEquals([first.tag_name, first.site], ["m0", "s0"]);
+        // The first path alone in every namespace, then the others in its namespace only.
+        const rest = mining.length - 1;
+        assert(batches.every((n) => n <= 6), `batches ${batches}`);
+        assertEquals(batches.slice(-Math.ceil(rest / 6)).reduce((a, b) => a + b, 0), rest);
       },
     );
 

@@ -2,7 +2,9 @@
  * The OPC UA source in its real Worker under the real host, against the
  * simulator's node-opcua server on 127.0.0.1 (security None): subscription
  * and polling values with tag names, units, browse paths and qualities,
- * StatusCodes set on the server, discovery limits, an unreachable endpoint.
+ * StatusCodes set on the server, discovery limits, unknown NodeIds beside
+ * known ones, node entries with browse paths and per-tag context, an
+ * unreachable endpoint.
  * One simulator serves every step.
  */
 import { assert, assertEquals } from "./assert.ts";
@@ -82,6 +84,13 @@ Deno.test("opcua source against the simulator", async (t) => {
         assertEquals(status.state, "connected");
         assertEquals(status.detail?.monitored_items, 5);
         assertEquals(status.detail?.security_mode, "None");
+        assertEquals(status.detail?.security_policy, "None");
+        assertEquals(
+          [status.detail?.unknown_nodes, status.detail?.reconnects, status.counters.reconnects],
+          [0, 0, 0],
+        );
+        assertEquals(status.detail?.subscription_rebuilds, 0);
+        assert(status.last_data_time !== null, "last_data_time");
         // Values keep changing: the counter goes up.
         const first = count.value_num as number;
         await waitFor(
@@ -156,6 +165,120 @@ Deno.test("opcua source against the simulator", async (t) => {
       }
     });
 
+    await t.step(
+      "unknown NodeIds beside known ones: counted in status, the rest delivered",
+      async () => {
+        const unknown = Array.from({ length: 40 }, (_, k) => `      - "${NS}/Nope${k}"`);
+        const run = await runSource(source(
+          sim.endpoint,
+          `    nodes:\n      - "${NS}/Press1/PartCount"\n${unknown.join("\n")}\n` +
+            `      - "nsu=urn:otedge:nowhere;s=X"\n      - "${NS}/Press1/Pressure"\n`,
+        ));
+        try {
+          const first = await waitFor(
+            () => latest(run.rows).get(`${NS}/Press1/PartCount`)?.value_num as number | undefined,
+            "a known node's value",
+            15_000,
+          );
+          await waitFor(
+            () => (latest(run.rows).get(`${NS}/Press1/PartCount`)?.value_num as number) > first,
+            "the known node's value to move",
+            10_000,
+          );
+          const st = run.host.status().ua;
+          assertEquals(st.state, "connected");
+          assertEquals(st.detail.monitored_items, 2);
+          assertEquals(st.detail.unknown_nodes, 41);
+          assertEquals(
+            st.detail.unknown_node_ids,
+            [0, 1, 2, 3, 4].map((k) => `${NS}/Nope${k}`),
+          );
+          assert(
+            String(st.last_error).startsWith("41 configured node(s) are not on the server: ") &&
+              String(st.last_error).includes(`${NS}/Nope0 (BadNodeIdUnknown)`) &&
+              String(st.last_error).includes("and 36 more"),
+            String(st.last_error),
+          );
+          const bad = latest(run.rows.filter((r) => r.quality === "bad"));
+          assertEquals(bad.size, 41);
+          assertEquals(bad.get(`${NS}/Nope7`)?.quality_code, 0x80340000);
+          assert(
+            String(bad.get("nsu=urn:otedge:nowhere;s=X")?.metadata).includes("not on the server"),
+            "unknown namespace reason",
+          );
+          assertEquals(latest(run.rows).get(`${NS}/Press1/Pressure`)?.quality, "good");
+        } finally {
+          await run.stop();
+        }
+      },
+    );
+
+    await t.step("node entries: browse paths and per-tag context reach the tag path", async () => {
+      const run = await runSource(source(
+        sim.endpoint,
+        `    site: plant1
+    area: production
+    line: line1
+    equipment: press1
+    nodes:
+      - browse_path: Objects/Plant1/Line1/Press1/Temperature
+        name: press_temp
+        site: north
+        area: forming
+        line: l7
+        equipment: press_a
+        signal_type: temperature
+        unit: degC
+      - { node_id: "${NS}/Pump1/FlowRate", equipment: pump_b }
+      - "${NS}/Press1/Pressure"
+      - { browse_path: Objects/Server/ServerStatus/CurrentTime, name: server_time }
+      - { browse_path: Objects/Plant1/Line1/Press9/Nothing }
+      - { browse_path: Objects/Plant1/Line1/Press1/Pressure, namespace: "urn:otedge:elsewhere" }
+`,
+      ));
+      try {
+        const want = [
+          `${NS}/Press1/Temperature`,
+          `${NS}/Pump1/FlowRate`,
+          `${NS}/Press1/Pressure`,
+          "i=2258",
+        ];
+        const seen = await waitFor(
+          () => (want.every((a) => latest(run.rows).has(a)) ? latest(run.rows) : undefined),
+          "a row for every entry",
+          15_000,
+        );
+        const temp = seen.get(`${NS}/Press1/Temperature`)!;
+        assertEquals(
+          [temp.tag_name, temp.unit, temp.site, temp.area, temp.line, temp.equipment],
+          ["press_temp", "degC", "north", "forming", "l7", "press_a"],
+        );
+        assertEquals(temp.tag_path, "north/forming/l7/press_a/temperature/press_temp");
+        assertEquals(
+          JSON.parse(temp.metadata as string).browse_path,
+          "Objects/Plant1/Line1/Press1/Temperature",
+        );
+        const flow = seen.get(`${NS}/Pump1/FlowRate`)!;
+        assertEquals([flow.tag_name, flow.site, flow.equipment], ["flowrate", "plant1", "pump_b"]);
+        assert(String(flow.tag_path).startsWith("plant1/production/line1/pump_b/"), "flow path");
+        const pressure = seen.get(`${NS}/Press1/Pressure`)!;
+        assertEquals(pressure.tag_path, "plant1/production/line1/press1/pressure/pressure");
+        assertEquals(seen.get("i=2258")!.tag_name, "server_time");
+        const st = run.host.status().ua;
+        assertEquals([st.detail.monitored_items, st.detail.unknown_nodes], [4, 2]);
+        assertEquals(st.detail.unknown_node_ids, [
+          "Objects/Plant1/Line1/Press9/Nothing",
+          "Objects/Plant1/Line1/Press1/Pressure",
+        ]);
+        assert(
+          String(st.last_error).includes("(namespace urn:otedge:elsewhere is not on the server)"),
+          String(st.last_error),
+        );
+      } finally {
+        await run.stop();
+      }
+    });
+
     await t.step("an unreachable endpoint reports an error without crashing", async () => {
       const run = await runSource(source(`opc.tcp://127.0.0.1:${freePort()}`, ""));
       try {
@@ -168,7 +291,8 @@ Deno.test("opcua source against the simulator", async (t) => {
           15_000,
         );
         assert(
-          String(st.last_error).includes("connect to opc.tcp://127.0.0.1:"),
+          /^connect to opc\.tcp:\/\/127\.0\.0\.1:\d+ failed: nothing accepts connections at 127\.0\.0\.1:\d+ \(connection refused\): check the endpoint/
+            .test(String(st.last_error)),
           String(st.last_error),
         );
         assertEquals(run.rows.length, 0);

@@ -73,6 +73,8 @@ export interface OpcuaSimulator {
   /** `opc.tcp://127.0.0.1:<port>`. */
   endpoint: string;
   namespaceUri: string;
+  /** Index of `namespaceUri` in this server's NamespaceArray. */
+  namespaceIndex: number;
   /** The signal paths, e.g. `Plant1/Line1/Press1/Temperature` (NodeId `s=<path>`). */
   paths: string[];
   /**
@@ -89,6 +91,14 @@ export interface OpcuaSimulator {
   onRequest(fn: (name: string, request: any) => void): void;
   /** The industry plants (with `plant: true`). */
   plant?: OpcuaPlant;
+  /**
+   * Test hook for a fault a healthy server does not produce on demand: every
+   * subscription that exists now stops publishing (no data, no keep-alive)
+   * while its session keeps answering. Returns how many were silenced.
+   */
+  silenceSubscriptions(): number;
+  /** Subscriptions that exist now, over all sessions. */
+  subscriptionCount(): number;
 }
 
 /** Server operation limits (0 = no limit); see `startOpcuaSimulator`. */
@@ -96,6 +106,7 @@ export interface OpcuaSimLimits {
   maxNodesPerRead?: number;
   maxNodesPerBrowse?: number;
   maxMonitoredItemsPerCall?: number;
+  maxNodesPerTranslateBrowsePathsToNodeIds?: number;
 }
 
 function toVariant(spec: SignalSpec, value: unknown): Variant {
@@ -133,6 +144,11 @@ export async function startOpcuaSimulator(
     scale?: number;
     limits?: OpcuaSimLimits;
     hiddenLimits?: OpcuaSimLimits;
+    /**
+     * Namespace URIs registered before the simulator's own, so its namespace
+     * gets another index (a server that renumbers its namespaces on restart).
+     */
+    namespacesBefore?: string[];
   } & OpcuaSimSecurity,
 ): Promise<OpcuaSimulator> {
   const host = opts.host ?? "127.0.0.1";
@@ -164,6 +180,7 @@ export async function startOpcuaSimulator(
   try {
     await server.initialize();
     const space = server.engine.addressSpace!;
+    for (const uri of opts.namespacesBefore ?? []) space.registerNamespace(uri);
     const ns = space.registerNamespace(OPCUA_SIM_NAMESPACE);
     const folders = new Map<string, any>();
     const folderOf = (parts: string[]): any => {
@@ -219,6 +236,13 @@ export async function startOpcuaSimulator(
     await server.start();
     // Enforced from now on, but their capability nodes were left out at initialize().
     Object.assign(server.engine.serverCapabilities.operationLimits, opts.hiddenLimits);
+    const subscriptions = () =>
+      server.engine.getSessions().flatMap((session) =>
+        Object.values(
+          (session.publishEngine as unknown as { _subscriptions: Record<string, any> })
+            ?._subscriptions ?? {},
+        )
+      );
     const get = (path: string) => {
       const s = vars.get(path);
       if (!s) throw new Error(`no simulated signal ${path}`);
@@ -230,6 +254,7 @@ export async function startOpcuaSimulator(
       onRequest: (fn) => void listeners.push(fn),
       plant,
       namespaceUri: OPCUA_SIM_NAMESPACE,
+      namespaceIndex: ns.index,
       paths: SIGNALS.map((s) => s.path),
       set(path, o) {
         const s = get(path);
@@ -241,6 +266,12 @@ export async function startOpcuaSimulator(
       release(path) {
         get(path).pinned = false;
       },
+      silenceSubscriptions() {
+        const list = subscriptions();
+        for (const sub of list) sub._stop_timer();
+        return list.length;
+      },
+      subscriptionCount: () => subscriptions().length,
       async stop() {
         clearInterval(timer);
         plant?.stop();

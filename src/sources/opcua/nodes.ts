@@ -1,6 +1,7 @@
 /**
  * Node selection: explicit NodeIds (with `nsu=<uri>;` resolved against the
- * server's NamespaceArray on every connect) or a breadth-first browse of
+ * server's NamespaceArray on every connect), node entries with a NodeId or a
+ * browse path (TranslateBrowsePathsToNodeIds) and per-tag context, or a breadth-first browse of
  * Variables below configured roots (depth, include/exclude globs, a limit);
  * then browse names, browse paths and engineering units. Every Browse and
  * Read is split by the server's operation limits and shrinks further when the
@@ -13,12 +14,13 @@ import {
   type BrowseResult,
   type ClientSession,
   NodeClassMask,
-  type NodeId,
+  NodeId,
   resolveNodeId,
   type StatusCode,
   StatusCodes,
 } from "node-opcua";
 import type { TargetNode } from "./values.ts";
+import type { OpcuaNodeEntry } from "./schema.ts";
 
 /** Operations per call when the server does not advertise a limit. */
 export const DEFAULT_OPERATIONS_PER_CALL = 1000;
@@ -27,8 +29,12 @@ const MAX_PATH_DEPTH = 16;
 const OBJECTS_FOLDER = "i=85";
 const NAMESPACE_ARRAY = "i=2255";
 const HAS_PROPERTY = "ns=0;i=46";
-/** Server/ServerCapabilities/OperationLimits: MaxNodesPerRead, MaxNodesPerBrowse, MaxMonitoredItemsPerCall. */
-const LIMIT_NODES = ["i=11705", "i=11710", "i=11714"];
+const HIERARCHICAL_REFERENCES = "ns=0;i=33";
+/**
+ * Server/ServerCapabilities/OperationLimits: MaxNodesPerRead, MaxNodesPerBrowse,
+ * MaxMonitoredItemsPerCall, MaxNodesPerTranslateBrowsePathsToNodeIds.
+ */
+const LIMIT_NODES = ["i=11705", "i=11710", "i=11714", "i=11712"];
 
 /** A batch size that callers share and that shrinks when the server refuses a batch. */
 export interface BatchSize {
@@ -42,6 +48,7 @@ export interface OperationLimits {
   read: BatchSize;
   browse: BatchSize;
   monitoredItems: BatchSize;
+  translate: BatchSize;
 }
 
 /**
@@ -60,7 +67,7 @@ export async function operationLimits(
     values = dvs.map((dv) => (dv.statusCode.isGood() ? Number(dv.value?.value ?? 0) : 0));
   } catch { /* an old server without the nodes: fallback */ }
   const pick = (i: number) => ({ size: values[i] > 0 ? values[i] : fallback });
-  return { read: pick(0), browse: pick(1), monitoredItems: pick(2) };
+  return { read: pick(0), browse: pick(1), monitoredItems: pick(2), translate: pick(3) };
 }
 
 /** True when a service call failed with BadTooManyOperations. */
@@ -117,7 +124,7 @@ export function resolveNamespace(id: string, namespaces: readonly string[]): str
 /** `ns=<index>;rest` → `nsu=<uri>;rest` (namespace 0 stays bare). */
 export function addressOf(nodeId: NodeId, namespaces: readonly string[]): string {
   const text = nodeId.toString();
-  if (nodeId.namespace === 0) return text;
+  if (nodeId.namespace === 0) return text.replace(/^ns=0;/, "");
   const uri = namespaces[nodeId.namespace];
   return uri ? text.replace(/^ns=\d+;/, `nsu=${uri};`) : text;
 }
@@ -328,7 +335,8 @@ async function readBrowseNames(
   candidates.forEach((n, i) => {
     const status: StatusCode = dvs[i].statusCode;
     if (status.isGood()) {
-      n.tagName = (dvs[i].value.value as { name?: string }).name ?? n.address;
+      n.browseName = (dvs[i].value.value as { name?: string }).name ?? n.address;
+      n.tagName = n.name ?? n.browseName;
       nodes.push(n);
     } else {
       unresolved.push({ address: n.address, error: status.toString(), code: status.value });
@@ -337,19 +345,52 @@ async function readBrowseNames(
   return { nodes, unresolved };
 }
 
-/** Explicit NodeIds: resolves namespaces, checks they exist, reads browse names and paths. */
+/** A configured node: a NodeId or an entry with a NodeId or a browse path. */
+export type NodeSpec = string | OpcuaNodeEntry;
+
+/** What an entry's readings carry besides the value: name, unit, signal type, context. */
+function extrasOf(spec: NodeSpec): Partial<TargetNode> {
+  if (typeof spec === "string") return {};
+  const context = Object.fromEntries(
+    (["site", "area", "line", "equipment"] as const)
+      .filter((k) => spec[k] !== undefined).map((k) => [k, spec[k]]),
+  );
+  return {
+    ...(spec.name !== undefined && { name: spec.name }),
+    ...(spec.unit !== undefined && { unit: spec.unit }),
+    ...(spec.signal_type !== undefined && { signalType: spec.signal_type }),
+    ...(Object.keys(context).length > 0 && { context }),
+  };
+}
+
+/**
+ * Explicit nodes: resolves namespaces and browse paths, checks the nodes
+ * exist, reads browse names and paths. Entries the server does not know are
+ * returned as unresolved; the others go on.
+ */
 export async function resolveExplicit(
   session: ClientSession,
   namespaces: readonly string[],
-  ids: readonly string[],
+  specs: readonly NodeSpec[],
   limits: OperationLimits,
 ): Promise<{ nodes: TargetNode[]; unresolved: UnresolvedNode[] }> {
   const unresolved: UnresolvedNode[] = [];
   const candidates: TargetNode[] = [];
-  for (const address of ids) {
+  const byPath: Array<
+    { spec: OpcuaNodeEntry & { browse_path: string }; extras: Partial<TargetNode> }
+  > = [];
+  for (const spec of specs) {
+    const address = typeof spec === "string" ? spec : spec.node_id;
+    if (address === undefined) {
+      byPath.push({
+        spec: spec as OpcuaNodeEntry & { browse_path: string },
+        extras: extrasOf(spec),
+      });
+      continue;
+    }
     try {
       const nodeId = resolveNodeId(resolveNamespace(address, namespaces)).toString();
-      candidates.push({ nodeId, address, tagName: address });
+      candidates.push({ nodeId, address, tagName: address, ...extrasOf(spec) });
     } catch (e) {
       unresolved.push({
         address,
@@ -358,9 +399,139 @@ export async function resolveExplicit(
       });
     }
   }
+  const paths = byPath.length === 0
+    ? []
+    : await translatePaths(session, namespaces, byPath.map((p) => p.spec), limits).catch((e) =>
+      byPath.map(() =>
+        `TranslateBrowsePathsToNodeIds failed: ${e instanceof Error ? e.message : String(e)}`
+      )
+    );
+  byPath.forEach((p, i) => {
+    const found = paths[i];
+    if (typeof found === "string") {
+      unresolved.push({
+        address: p.spec.browse_path,
+        error: found,
+        code: StatusCodes.BadNoMatch.value,
+      });
+    } else {
+      candidates.push({
+        nodeId: found.toString(),
+        address: addressOf(found, namespaces),
+        tagName: p.spec.browse_path,
+        browsePath: p.spec.browse_path,
+        ...p.extras,
+      });
+    }
+  });
   const found = await readBrowseNames(session, candidates, limits);
-  await addBrowsePaths(session, found.nodes, limits);
-  return { nodes: found.nodes, unresolved: [...unresolved, ...found.unresolved] };
+  await addBrowsePaths(session, found.nodes.filter((n) => n.browsePath === undefined), limits);
+  const position = new Map<string, number>();
+  specs.forEach((spec, i) => {
+    const address = typeof spec === "string" ? spec : spec.node_id ?? spec.browse_path!;
+    if (!position.has(address)) position.set(address, i);
+  });
+  const all = [...unresolved, ...found.unresolved];
+  all.sort((a, b) => (position.get(a.address) ?? 0) - (position.get(b.address) ?? 0));
+  return { nodes: found.nodes, unresolved: all };
+}
+
+/**
+ * Namespace indices a browse path's names are looked up in, in order: its
+ * `namespace`, else `hint` (where an earlier path matched) first, then the
+ * application namespaces (2, 3, ...), the server's own (1) and OPC UA's (0).
+ */
+function pathNamespaces(
+  spec: OpcuaNodeEntry,
+  namespaces: readonly string[],
+  hint?: number,
+): number[] | string {
+  if (spec.namespace !== undefined) {
+    const index = namespaces.indexOf(spec.namespace);
+    return index < 0 ? `namespace ${spec.namespace} is not on the server` : [index];
+  }
+  const order = [...namespaces.keys()].slice(2).concat(namespaces.length > 1 ? [1, 0] : [0]);
+  return hint === undefined ? order : [hint, ...order.filter((i) => i !== hint)];
+}
+
+type PathSpec = OpcuaNodeEntry & { browse_path: string };
+interface PathTry {
+  at: number;
+  ns: number;
+  names: string[];
+}
+
+/** One TranslateBrowsePathsToNodeIds pass over `tries`, batched; the NodeId found per try. */
+async function translateTries(
+  session: ClientSession,
+  tries: PathTry[],
+  limits: OperationLimits,
+): Promise<Array<NodeId | undefined>> {
+  const results = await inBatches(
+    tries,
+    limits.translate,
+    (part) =>
+      session.translateBrowsePath(part.map((t) => ({
+        startingNode: OBJECTS_FOLDER,
+        relativePath: {
+          elements: t.names.map((name) => ({
+            referenceTypeId: HIERARCHICAL_REFERENCES,
+            isInverse: false,
+            includeSubtypes: true,
+            targetName: { namespaceIndex: t.ns, name },
+          })),
+        },
+      }))),
+  );
+  return results.map((r) => {
+    const id = r.statusCode.isGood() ? r.targets?.[0]?.targetId : undefined;
+    return id ? new NodeId(id.identifierType, id.value, id.namespace) : undefined;
+  });
+}
+
+/**
+ * Resolves `Objects/<name>/...` browse paths with TranslateBrowsePathsToNodeIds
+ * (calls of at most `limits.translate` paths). A path without `namespace` is
+ * tried namespace by namespace (`pathNamespaces`): the first such path in all
+ * of them at once, the others in passes with the namespace that path matched
+ * first, so a server with one application namespace needs one pass. Gives the
+ * NodeId per path, or the reason it was not found.
+ */
+export async function translatePaths(
+  session: ClientSession,
+  namespaces: readonly string[],
+  specs: readonly PathSpec[],
+  limits: OperationLimits,
+): Promise<Array<NodeId | string>> {
+  const out: Array<NodeId | string> = specs.map(() => "BadNoMatch (no node at this browse path)");
+  const names = specs.map((spec) => spec.browse_path.split("/").slice(1));
+  const pilot = specs.findIndex((spec) => spec.namespace === undefined);
+  let hint: number | undefined;
+  if (pilot >= 0) {
+    const order = pathNamespaces(specs[pilot], namespaces) as number[];
+    const found = await translateTries(
+      session,
+      order.map((ns) => ({ at: pilot, ns, names: names[pilot] })),
+      limits,
+    );
+    const i = found.findIndex((id) => id !== undefined);
+    if (i >= 0) [hint, out[pilot]] = [order[i], found[i]!];
+  }
+  const candidates = specs.map((spec, at) =>
+    at === pilot ? [] : pathNamespaces(spec, namespaces, hint)
+  );
+  candidates.forEach((c, at) => typeof c === "string" && (out[at] = c));
+  for (let pass = 0;; pass++) {
+    const tries: PathTry[] = [];
+    candidates.forEach((c, at) => {
+      if (typeof c !== "string" && pass < c.length && typeof out[at] === "string") {
+        tries.push({ at, ns: c[pass], names: names[at] });
+      }
+    });
+    if (tries.length === 0) return out;
+    const found = await translateTries(session, tries, limits);
+    tries.forEach((t, i) => found[i] && (out[t.at] = found[i]!));
+  }
 }
 
 /** Fills `browsePath` by walking inverse hierarchical references up to Objects. */
@@ -369,7 +540,7 @@ async function addBrowsePaths(
   nodes: TargetNode[],
   limits: OperationLimits,
 ): Promise<void> {
-  const work = nodes.map((n) => ({ node: n, at: n.nodeId, parts: [n.tagName] }));
+  const work = nodes.map((n) => ({ node: n, at: n.nodeId, parts: [n.browseName ?? n.tagName] }));
   let open = work;
   for (let depth = 0; depth < MAX_PATH_DEPTH && open.length > 0; depth++) {
     const results = await browseAll(
@@ -431,7 +602,7 @@ export async function addUnits(
       | { displayName?: { text?: string | null }; description?: { text?: string | null } }
       | null;
     const text = eu?.displayName?.text || eu?.description?.text;
-    if (text) w.node.unit = text;
+    if (text) w.node.unit ??= text;
   });
   return withRange;
 }

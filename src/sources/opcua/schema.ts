@@ -51,6 +51,37 @@ export function isDiscoveryRoot(value: string): boolean {
   return NODE_ID.test(value) || /^Objects(\/[^/]+)*$/.test(value);
 }
 
+const nodeId = z.string().regex(NODE_ID, "expected a NodeId like ns=2;s=Temperature");
+const text = z.string().min(1).optional();
+
+/** A browse path from Objects: `Objects/<BrowseName>/...` (at least one name). */
+export const NODE_BROWSE_PATH = /^Objects(\/[^/]+)+$/;
+
+/** One `nodes` entry as an object: where the node is, and what its readings carry. */
+const nodeEntry = z.strictObject({
+  /** The node's NodeId (`nsu=<uri>;s=...` is resolved on every connect). */
+  node_id: nodeId.optional(),
+  /** Or its browse path, resolved with TranslateBrowsePathsToNodeIds on every connect. */
+  browse_path: z.string().regex(
+    NODE_BROWSE_PATH,
+    "expected a browse path from Objects like Objects/Plant1/Line1/Press1/Temperature",
+  ).optional(),
+  /** Namespace URI of the browse path's names (default: every namespace but 0 is tried). */
+  namespace: text,
+  /** Tag name of the readings (default: the node's BrowseName). */
+  name: text,
+  site: text,
+  area: text,
+  line: text,
+  equipment: text,
+  signal_type: text,
+  /** Unit of the readings (default: the node's EngineeringUnits). */
+  unit: text,
+});
+
+/** A `nodes` entry as an object. */
+export type OpcuaNodeEntry = z.output<typeof nodeEntry>;
+
 /** Where discovery browses (without `nodes`). */
 const discoveryFields = z.strictObject({
   /** Folders to browse from: NodeIds or browse paths from Objects. */
@@ -106,6 +137,32 @@ export function checkOpcuaAcquisition(s: Record<string, unknown>, ctx: z.Refinem
   if (s.discovery !== undefined && Array.isArray(s.nodes) && s.nodes.length > 0) {
     issue("discovery", "discovery applies only without nodes; remove one of them");
   }
+  checkNodeEntries(s.nodes, ctx);
+}
+
+/** Each object entry of `nodes` names its node once: `node_id` or `browse_path`. */
+function checkNodeEntries(nodes: unknown, ctx: z.RefinementCtx): void {
+  if (!Array.isArray(nodes)) return;
+  nodes.forEach((e, i) => {
+    if (typeof e !== "object" || e === null) return;
+    const id = "node_id" in e, path = "browse_path" in e;
+    if (id === path) {
+      ctx.addIssue({
+        code: "custom",
+        path: ["nodes", i],
+        message: id
+          ? "give node_id or browse_path, not both"
+          : "needs node_id (ns=2;s=Temperature) or browse_path (Objects/Plant1/...)",
+      });
+    }
+    if (id && "namespace" in e) {
+      ctx.addIssue({
+        code: "custom",
+        path: ["nodes", i, "namespace"],
+        message: "applies to browse_path only; put the namespace in the NodeId (nsu=<uri>;...)",
+      });
+    }
+  });
 }
 
 /** OPC UA-specific keys of a source entry. */
@@ -129,9 +186,15 @@ export const opcuaFields = {
   variable_limit: int().min(1).max(1_000_000).default(1000),
   publishing_interval_ms: interval.optional(),
   sampling_interval_ms: int().min(0).max(86_400_000).optional(),
-  /** NodeIds to read (`ns=2;s=Temperature`); browse the address space when absent. */
-  nodes: z.array(z.string().regex(NODE_ID, "expected a NodeId like ns=2;s=Temperature"))
-    .optional(),
+  /**
+   * Nodes to read: NodeIds (`ns=2;s=Temperature`) or entries with a NodeId or
+   * a browse path and per-tag context; browse the address space when absent.
+   */
+  nodes: z.array(
+    z.union([nodeId, nodeEntry], {
+      error: "expected a NodeId (ns=2;s=Temperature) or an entry {node_id | browse_path, ...}",
+    }),
+  ).optional(),
   ...acquisitionFields,
 };
 

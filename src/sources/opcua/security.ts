@@ -14,6 +14,7 @@ import {
   type UserIdentityInfo,
   UserTokenType,
 } from "node-opcua";
+import { hostPortOf, TRANSPORT_TIMEOUT_MS } from "./liveness.ts";
 import type { SourceKit } from "../worker_kit.ts";
 import { certificateDer, listCertificates, thumbprintOf } from "./pki.ts";
 import type { OpcuaSourceConfig } from "./schema.ts";
@@ -83,11 +84,14 @@ export async function offeredEndpoints(
     applicationUri: pki.applicationUri,
     endpointMustExist: false,
     connectionStrategy: { initialDelay: 500, maxDelay: 1000, maxRetry: 0 },
+    transportTimeout: TRANSPORT_TIMEOUT_MS,
     clientCertificateManager: pki.certs,
   });
   track(client);
   try {
-    await client.connect(endpointUrl);
+    await client.connect(endpointUrl).catch((e) => {
+      throw new Error(reachErrorText(e, endpointUrl));
+    });
     return await client.getEndpoints();
   } finally {
     await client.disconnect().catch(() => {});
@@ -249,13 +253,31 @@ export function sessionErrorText(e: unknown, cfg: OpcuaSourceConfig): string {
 }
 
 /** A connect error as a text that says what to do. */
-export function connectErrorText(e: unknown, pki: AgentPki): string {
-  const msg = errorText(e);
+export function connectErrorText(e: unknown, pki: AgentPki, endpoint: string): string {
+  const msg = reachErrorText(e, endpoint);
   if (/BadSecurityChecksFailed|BadCertificate|BadSecurityPolicyRejected/.test(msg)) {
     return `the server refused the secure channel (${
       /Bad[A-Za-z]+/.exec(msg)?.[0]
     }): it may not trust the agent's certificate ${pki.dir}/own/certs/client_certificate.pem; ` +
       `add that file to the server's trusted certificates. (${msg})`;
+  }
+  return msg;
+}
+
+/** A failure to reach the server (refused, unknown host, no answer) as a text that says what to do. */
+export function reachErrorText(e: unknown, endpoint: string): string {
+  const msg = errorText(e);
+  const { hostname, port } = hostPortOf(endpoint);
+  if (/ECONNREFUSED|connection refused/i.test(msg)) {
+    return `nothing accepts connections at ${hostname}:${port} (connection refused): check the ` +
+      `endpoint's host and port and that the OPC UA server runs (${msg})`;
+  }
+  if (/ENOTFOUND|EAI_AGAIN|getaddrinfo|failed to lookup/i.test(msg)) {
+    return `host ${hostname} not found: check the endpoint's host name (${msg})`;
+  }
+  if (/timeout|ETIMEDOUT|EHOSTUNREACH|ENETUNREACH|Abandoned|premature/i.test(msg)) {
+    return `no answer from ${hostname}:${port} (${msg}): check the network path and firewall ` +
+      "to the server and that it is an OPC UA server";
   }
   return msg;
 }

@@ -4,7 +4,7 @@
  * timestamps in µs, StatusCode as its numeric value.
  */
 import { DataType, type DataValue, type Variant, VariantArrayType } from "node-opcua";
-import type { Reading } from "../worker_protocol.ts";
+import type { Reading, TagContext } from "../worker_protocol.ts";
 import { fromFloat32 } from "../../normalize/values.ts";
 
 /** A node the source reads or monitors, with what its readings carry. */
@@ -14,8 +14,15 @@ export interface TargetNode {
   /** Address in readings: the configured NodeId, or `nsu=<uri>;...` for discovered nodes. */
   address: string;
   tagName: string;
+  /** The node's BrowseName, once read. */
+  browseName?: string;
+  /** Configured tag name (a node entry's `name`); wins over the BrowseName. */
+  name?: string;
   browsePath?: string;
   unit?: string;
+  signalType?: string;
+  /** Per-tag ISA-95 context from the node entry. */
+  context?: TagContext;
 }
 
 function int64Of(v: unknown, signed: boolean): bigint {
@@ -87,6 +94,8 @@ export function readingOf(node: TargetNode, dv: DataValue): Reading {
     quality_code: dv.statusCode?.value ?? 0,
   };
   if (node.unit) r.unit = node.unit;
+  if (node.signalType) r.signal_type = node.signalType;
+  if (node.context) r.context = node.context;
   if (node.browsePath) {
     r.browse_path = node.browsePath;
     r.metadata = { browse_path: node.browsePath };

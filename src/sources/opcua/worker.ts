@@ -1,15 +1,21 @@
 /**
  * OPC UA source Worker (node-opcua client): picks the endpoint with the
  * configured security and checks the server's certificate (`security.ts`),
- * connects, creates a session, resolves the configured NodeIds (or discovers
- * Variables below the discovery roots up to `variable_limit`), reads engineering
- * units once, then either monitors every node in one subscription or reads them
- * all on a fixed schedule, in calls split by the server's operation limits
- * (`acquire.ts`).
- * node-opcua repairs a lost connection and its session/subscription itself;
- * a failed first connect is retried here with backoff and jitter.
+ * connects, creates a session, resolves the configured nodes (NodeIds, browse
+ * paths) or discovers Variables below the discovery roots up to
+ * `variable_limit`, reads engineering units once, then either monitors every
+ * node in one subscription or reads them all on a fixed schedule, in calls
+ * split by the server's operation limits (`acquire.ts`).
+ *
+ * The source owns its reconnect loop (node-opcua's own repair is off): a lost
+ * or silent link (`liveness.ts`) closes the client, and the next attempt
+ * builds everything again — session, namespace indices, nodes, subscription —
+ * after a backoff of 1 s doubling to 30 s with jitter, cut short when the
+ * server, seen gone, answers an OPC UA Hello again. A subscription that goes silent while the
+ * session answers is rebuilt in place.
  */
 import {
+  AttributeIds,
   type ClientSession,
   type ClientSubscription,
   MessageSecurityMode,
@@ -44,9 +50,27 @@ import {
 } from "./security.ts";
 import { backoffMs, nextPollAt } from "./timing.ts";
 import { readingOf, type TargetNode } from "./values.ts";
+import {
+  KEEPALIVE_TARGET_MS,
+  LinkWatch,
+  serverAnswers,
+  SILENCE_MS,
+  TICK_MS,
+  TRANSPORT_TIMEOUT_MS,
+  WATCHDOG_PERIODS,
+} from "./liveness.ts";
+import { subscriptionParameters, unknownNodesText } from "./staying.ts";
 
 /** How long stop() waits for each of the close calls. */
 const CLOSE_TIMEOUT_MS = 2000;
+/** How often a reconnect wait checks whether the server answers a Hello again. */
+const HELLO_PROBE_MS = 1000;
+/** A connection that lasted this long is followed by an immediate reconnect. */
+const STABLE_MS = 30_000;
+/** Server/ServerStatus/CurrentTime: what the link probe reads. */
+const SERVER_TIME = "i=2258";
+/** Unknown node ids shown in the status. */
+const UNKNOWN_SHOWN = 5;
 
 function errorText(e: unknown): string {
   return e instanceof Error ? e.message : String(e);
@@ -67,6 +91,10 @@ function opcuaDriver(cfg: OpcuaSourceConfig, kit: SourceKit, dataDir: string): S
     mode,
     monitored_items: 0,
     nodes: 0,
+    unknown_nodes: 0,
+    unknown_node_ids: [],
+    reconnects: 0,
+    subscription_rebuilds: 0,
   };
   let stopped = false;
   let client: OPCUAClient | undefined;
@@ -78,6 +106,17 @@ function opcuaDriver(cfg: OpcuaSourceConfig, kit: SourceKit, dataDir: string): S
   /** NodeIds with an EURange property (for a percent deadband). */
   let withRange: ReadonlySet<string> = new Set();
   let deadbandWarning: string | undefined;
+  /** Nodes the server does not know (this connect). */
+  let unknown: UnresolvedNode[] = [];
+  let watch: LinkWatch | undefined;
+  /** When the subscription last sent data or a keep-alive (performance.now()). */
+  let subscriptionHeard = 0;
+  let keepAliveMs = 0;
+  let rebuilding = false;
+  /** Set while connected: ends the connection with the reason. */
+  let lost: (reason: string) => void = () => {};
+  /** The server was seen gone since the last connect or early retry (a restart is under way). */
+  let serverGoneSeen = false;
   let done: Promise<void> = Promise.resolve();
 
   const sleep = (ms: number) =>
@@ -98,28 +137,37 @@ function opcuaDriver(cfg: OpcuaSourceConfig, kit: SourceKit, dataDir: string): S
       securityMode: MessageSecurityMode[cfg.security_mode],
       securityPolicy: SecurityPolicy[cfg.security_policy],
       endpointMustExist: false,
-      keepSessionAlive: true,
       requestedSessionTimeout: 60_000,
-      // One retry on the first connect (then this worker backs off); repairs after a
-      // lost connection retry forever inside node-opcua.
-      connectionStrategy: { initialDelay: 1000, maxDelay: 30_000, maxRetry: 1 },
+      // No repair inside node-opcua: this worker reconnects (and re-resolves everything).
+      connectionStrategy: { initialDelay: 1000, maxDelay: 2000, maxRetry: 0 },
+      transportTimeout: TRANSPORT_TIMEOUT_MS,
       clientCertificateManager: agent.certs,
     });
+    // Only the current client may end the connection (a released one may still report).
     c.on("connection_lost", () => {
-      if (!stopped) kit.status("disconnected", `connection to ${cfg.endpoint} lost`, detail);
+      if (client === c) {
+        lost(`connection to ${cfg.endpoint} lost (server stopped or link cut); reconnecting`);
+      }
     });
-    c.on("connection_reestablished", () => {
-      if (stopped) return;
-      kit.counters.reconnects++;
-      kit.status("connected", undefined, detail);
+    c.on("close", (err?: Error | null) => {
+      if (err && client === c) {
+        lost(`connection to ${cfg.endpoint} closed (${err.message}); reconnecting`);
+      }
     });
     return c;
   }
 
-  /** Emits a bad reading for each node the server does not know. */
+  /** Emits a bad reading for each node the server does not know, and counts them. */
   function reportUnresolved(list: UnresolvedNode[]): void {
+    if (list.length === 0) return;
+    unknown = [...unknown, ...list];
+    detail.unknown_nodes = unknown.length;
+    detail.unknown_node_ids = unknown.slice(0, UNKNOWN_SHOWN).map((u) => u.address);
+    kit.log("warning", "opcua nodes not resolved", {
+      count: list.length,
+      first: list.slice(0, UNKNOWN_SHOWN).map((u) => `${u.address}: ${u.error}`),
+    });
     for (const u of list) {
-      kit.log("warning", "opcua node not resolved", { address: u.address, error: u.error });
       kit.emit({
         address: u.address,
         tag_name: u.address,
@@ -131,13 +179,20 @@ function opcuaDriver(cfg: OpcuaSourceConfig, kit: SourceKit, dataDir: string): S
     }
   }
 
+  /** What the `connected` status says besides the state (warnings), if anything. */
+  function connectedNote(): string | undefined {
+    const notes = [unknownNodesText(unknown, UNKNOWN_SHOWN), deadbandWarning].filter(Boolean);
+    return notes.length > 0 ? notes.join("; ") : undefined;
+  }
+
   /** The server's operation limits; a BadTooManyOperations answer shrinks them (and says so). */
   async function limitsOf(s: ClientSession): Promise<OperationLimits> {
     const limits = await operationLimits(s);
     for (const [service, batch] of Object.entries(limits)) {
       batch.onShrink = (from: number, to: number) => {
         const msg = `server answered BadTooManyOperations to ${from} ${service} operations ` +
-          `in one call; retrying with ${to} (lower the server's load or raise its limits)`;
+          `in one call; retrying with ${to} and keeping that size (the server accepts less ` +
+          "than it advertises; nothing to do unless it keeps shrinking, then raise its limits)";
         kit.log("warning", "opcua batch too large", { service, from, to });
         if (!stopped) kit.status("error", msg, detail);
       };
@@ -149,6 +204,7 @@ function opcuaDriver(cfg: OpcuaSourceConfig, kit: SourceKit, dataDir: string): S
 
   async function selectNodes(s: ClientSession, limits: OperationLimits): Promise<TargetNode[]> {
     const namespaces = await namespacesOf(s);
+    detail.namespaces = namespaces.length;
     let nodes: TargetNode[];
     if (cfg.nodes && cfg.nodes.length > 0) {
       const explicit = cfg.nodes.slice(0, cfg.variable_limit);
@@ -175,26 +231,38 @@ function opcuaDriver(cfg: OpcuaSourceConfig, kit: SourceKit, dataDir: string): S
     return nodes;
   }
 
-  async function subscribe(s: ClientSession, nodes: TargetNode[], limits: OperationLimits) {
+  /** Data or a keep-alive from the subscription. */
+  function subscriptionAlive(): void {
+    subscriptionHeard = performance.now();
+    watch?.heard();
+  }
+
+  /** Creates the subscription and its monitored items; `first` reports refused items. */
+  async function subscribe(
+    s: ClientSession,
+    nodes: TargetNode[],
+    limits: OperationLimits,
+    first: boolean,
+  ): Promise<void> {
     const t0 = performance.now();
-    const sub = await s.createSubscription2({
-      requestedPublishingInterval: cfg.publishing_interval_ms ?? 1000,
-      requestedLifetimeCount: 60,
-      requestedMaxKeepAliveCount: 10,
-      maxNotificationsPerPublish: 0,
-      publishingEnabled: true,
-      priority: 1,
-    });
+    const sub = await s.createSubscription2(
+      subscriptionParameters(cfg.publishing_interval_ms ?? 1000, KEEPALIVE_TARGET_MS),
+    );
     subscription = sub;
+    keepAliveMs = sub.publishingInterval * sub.maxKeepAliveCount;
+    detail.keep_alive_ms = keepAliveMs;
+    subscriptionHeard = performance.now();
+    sub.on("keepalive", () => subscription === sub && subscriptionAlive());
     const res = await monitorNodes(sub, nodes, cfg, withRange, limits.monitoredItems, (n, dv) => {
+      if (subscription === sub) subscriptionAlive();
       if (!stopped) kit.emit(readingOf(n, dv));
     });
-    reportUnresolved(res.refused);
+    if (first) reportUnresolved(res.refused);
     detail.monitored_items = res.monitored;
     detail.create_monitored_items_calls = res.calls;
     detail.max_monitored_items_per_call = limits.monitoredItems.size;
     detail.subscription_setup_ms = Math.round(performance.now() - t0);
-    if (res.withoutRange.length > 0) {
+    if (first && res.withoutRange.length > 0) {
       const list = res.withoutRange.slice(0, 3).map((n) => n.address).join(", ");
       const msg = `deadband_type percent needs an EURange; ${res.withoutRange.length} node(s) ` +
         `have none and are monitored without a deadband (e.g. ${list}); use deadband_type ` +
@@ -207,34 +275,100 @@ function opcuaDriver(cfg: OpcuaSourceConfig, kit: SourceKit, dataDir: string): S
     }
   }
 
-  async function poll(s: ClientSession, nodes: TargetNode[], limits: OperationLimits) {
+  /**
+   * The watchdog: a subscription without data or keep-alive for
+   * WATCHDOG_PERIODS keep-alive periods, on a session that still answers, is
+   * deleted and created again with the same nodes.
+   */
+  async function checkSubscription(w: LinkWatch, nodes: TargetNode[]): Promise<void> {
+    const sub = subscription, s = session;
+    if (!sub || !s || !limits || rebuilding || stopped) return;
+    const silent = performance.now() - subscriptionHeard;
+    if (silent < WATCHDOG_PERIODS * keepAliveMs + TICK_MS || w.silentMs >= SILENCE_MS) return;
+    rebuilding = true;
+    const seconds = Math.round(silent / 1000);
+    kit.log("warning", "opcua subscription silent; rebuilding it", { silent_s: seconds });
+    subscription = undefined;
+    try {
+      await within(sub.terminate(), CLOSE_TIMEOUT_MS);
+      await subscribe(s, nodes, limits, false);
+      detail.subscription_rebuilds = (detail.subscription_rebuilds as number) + 1;
+      if (!stopped) {
+        kit.status(
+          "connected",
+          `the subscription sent neither data nor keep-alive for ${seconds} s; rebuilt it`,
+          detail,
+        );
+      }
+    } catch (e) {
+      w.dead(`rebuilding the silent subscription failed: ${errorText(e)}`);
+    } finally {
+      rebuilding = false;
+    }
+  }
+
+  /** Reads every node on the polling schedule while `w` says the link is alive. */
+  async function poll(
+    s: ClientSession,
+    nodes: TargetNode[],
+    limits: OperationLimits,
+    w: LinkWatch,
+  ) {
     const interval = cfg.polling_interval_ms;
     const start = performance.now();
     let failing = false;
-    while (!stopped) {
+    while (!stopped && w.alive) {
       await kit.waitForCredit();
-      if (stopped) return;
+      if (stopped || !w.alive) return;
       try {
         const dvs = await readValues(s, nodes, limits.read);
+        if (!w.alive) return;
+        w.heard();
         if (!stopped) dvs.forEach((dv, i) => kit.emit(readingOf(nodes[i], dv)));
         detail.max_nodes_per_read = limits.read.size;
-        if (failing) kit.status("connected", undefined, detail);
+        if (failing) kit.status("connected", connectedNote(), detail);
         failing = false;
       } catch (e) {
-        if (!failing && !stopped) kit.status("error", `read failed: ${errorText(e)}`, detail);
+        if (!failing && !stopped && w.alive) {
+          kit.status("error", `read failed: ${errorText(e)}`, detail);
+        }
         failing = true;
       }
       await sleep(nextPollAt(start, interval, performance.now()) - performance.now());
     }
   }
 
-  async function release(): Promise<void> {
+  /** Watches the connection until it is lost (or the source stops); gives the reason. */
+  async function supervise(nodes: TargetNode[]): Promise<string> {
+    const s = session!;
+    const ended = new Promise<string>((resolve) => {
+      lost = (reason) => {
+        lost = () => {};
+        wake();
+        resolve(reason);
+      };
+    });
+    const w = new LinkWatch(
+      () => s.read({ nodeId: SERVER_TIME, attributeId: AttributeIds.Value }),
+      (reason) => lost(reason),
+      (w) => void checkSubscription(w, nodes),
+    );
+    watch = w;
+    w.start();
+    if (cfg.polling_mode) void poll(s, nodes, limits!, w);
+    const reason = await ended;
+    w.dead(reason);
+    return reason;
+  }
+
+  /** Closes subscription, session and client; `graceful` false skips the goodbyes on a dead link. */
+  async function release(graceful = true): Promise<void> {
     const sub = subscription, s = session, c = client;
     subscription = undefined;
     session = undefined;
     client = undefined;
-    if (sub) await within(sub.terminate(), CLOSE_TIMEOUT_MS);
-    if (s) await within(s.close(), CLOSE_TIMEOUT_MS);
+    if (graceful && sub) await within(sub.terminate(), CLOSE_TIMEOUT_MS);
+    if (graceful && s) await within(s.close(), CLOSE_TIMEOUT_MS);
     if (c) await within(c.disconnect(), CLOSE_TIMEOUT_MS);
   }
 
@@ -250,37 +384,80 @@ function opcuaDriver(cfg: OpcuaSourceConfig, kit: SourceKit, dataDir: string): S
     const c = newClient(agent, secure ? endpoint.serverCertificate : undefined);
     client = c;
     await c.connect(cfg.endpoint).catch((e) => {
-      throw new Error(connectErrorText(e, agent));
+      throw new Error(connectErrorText(e, agent, cfg.endpoint));
     });
     const s = await c.createSession(identity).catch((e) => {
       throw new Error(sessionErrorText(e, cfg));
     });
     session = s;
+    unknown = [];
+    detail.unknown_nodes = 0;
+    detail.unknown_node_ids = [];
     limits = await limitsOf(s);
     const nodes = await selectNodes(s, limits);
     detail.nodes = nodes.length;
-    if (!cfg.polling_mode) await subscribe(s, nodes, limits);
+    if (!cfg.polling_mode) await subscribe(s, nodes, limits, true);
     return nodes;
   }
 
+  /**
+   * Waits before the next connect attempt: the backoff of `attempt`, cut short
+   * once the server's port, seen closed, accepts connections again.
+   */
+  async function pauseBeforeRetry(attempt: number, failure: string): Promise<void> {
+    if (/connection refused|no answer from|lost|closed/i.test(failure)) serverGoneSeen = true;
+    const until = performance.now() + backoffMs(attempt);
+    while (!stopped && performance.now() < until) {
+      await sleep(Math.min(HELLO_PROBE_MS, until - performance.now()));
+      if (stopped || performance.now() >= until) return;
+      const answers = await serverAnswers(cfg.endpoint);
+      if (!answers) serverGoneSeen = true;
+      else if (serverGoneSeen) {
+        serverGoneSeen = false;
+        kit.log("info", "opcua server answers again; reconnecting now", {
+          endpoint: cfg.endpoint,
+        });
+        return;
+      }
+    }
+  }
+
   async function loop(): Promise<void> {
+    let connectedBefore = false;
+    let shortLived = 0;
     for (let attempt = 0; !stopped; attempt++) {
-      kit.status("connecting", undefined, detail);
+      if (!connectedBefore) kit.status("connecting", undefined, detail);
       let nodes: TargetNode[];
       try {
         nodes = await connectOnce();
       } catch (e) {
-        await release();
+        await release(false);
         if (stopped) return;
-        kit.status("error", `connect to ${cfg.endpoint} failed: ${errorText(e)}`, detail);
-        await sleep(backoffMs(attempt));
+        const text = `connect to ${cfg.endpoint} failed: ${errorText(e)}`;
+        kit.log("warning", "opcua connect failed", { endpoint: cfg.endpoint, error: text });
+        kit.status(connectedBefore ? "disconnected" : "error", text, detail);
+        await pauseBeforeRetry(attempt, text);
         continue;
       }
       if (stopped) return await release(); // stop() came while connecting
-      if (attempt > 0) kit.counters.reconnects++;
-      kit.status("connected", deadbandWarning, detail);
-      if (cfg.polling_mode) await poll(session!, nodes, limits!);
-      return;
+      if (connectedBefore) {
+        kit.counters.reconnects++;
+        detail.reconnects = kit.counters.reconnects;
+      }
+      connectedBefore = true;
+      serverGoneSeen = false;
+      attempt = -1;
+      kit.status("connected", connectedNote(), detail);
+      const connectedAt = performance.now();
+      const reason = await supervise(nodes);
+      if (stopped) return;
+      kit.log("warning", "opcua connection lost; reconnecting", { reason });
+      detail.monitored_items = 0;
+      kit.status("disconnected", reason, detail);
+      await release(false);
+      // Reconnect at once after a connection that lasted; back off when they keep dropping.
+      if (performance.now() - connectedAt >= STABLE_MS) shortLived = 0;
+      else await pauseBeforeRetry(shortLived++, reason);
     }
   }
 
@@ -290,6 +467,8 @@ function opcuaDriver(cfg: OpcuaSourceConfig, kit: SourceKit, dataDir: string): S
     },
     async stop() {
       stopped = true;
+      lost("stopped");
+      watch?.stop();
       wake();
       await release();
       await done;
