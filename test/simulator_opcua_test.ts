@@ -71,3 +71,53 @@ Deno.test("simulate opcua: ready line, /health, plants and scale variables throu
   }
   assertEquals((await sim.child.status).code, 0, "simulate exits 0 on SIGTERM");
 });
+
+Deno.test("simulate opcua: the secure endpoint takes SignAndEncrypt Basic256Sha256 only", async () => {
+  const sim = await spawnSelf([
+    "simulate",
+    ...["--port", "0", "--modbus-port", "0", "--mqtt-port", "0", "--opcua-port", "0"],
+    ...["--opcua-secure-port", "0"],
+  ], "ready");
+  const source = (security: string) =>
+    `sources:
+  - name: ua
+    protocol: opcua
+    endpoint: ${(sim.ready as { opcua_secure_endpoint: string }).opcua_secure_endpoint}
+    ${security}
+    variable_limit: 5
+    discovery: { roots: [Objects/Mining] }
+`;
+  try {
+    const secure = await runSourceUnderHost(source(
+      `security_mode: SignAndEncrypt
+    security_policy: Basic256Sha256
+    trust_server_certificate: auto
+    username: operator
+    password: operator`,
+    ));
+    try {
+      await waitFor(
+        () => secure.rows.filter((r) => r.quality === "good").length >= 5,
+        "good values over SignAndEncrypt",
+        30_000,
+      );
+      assertEquals(secure.host.status().ua.state, "connected");
+    } finally {
+      await secure.stop();
+    }
+    const plain = await runSourceUnderHost(source("security_mode: None"));
+    try {
+      const error = await waitFor(
+        () => String(plain.host.status().ua.last_error ?? "") || undefined,
+        "an error for security None",
+        30_000,
+      );
+      assert(error.includes("SignAndEncrypt/Basic256Sha256"), error);
+      assertEquals(plain.rows.length, 0, "no fallback to None");
+    } finally {
+      await plain.stop();
+    }
+  } finally {
+    await sim.stop();
+  }
+});

@@ -13,6 +13,7 @@ import { startMqttSimulator } from "./mqtt_simulator.ts";
 const USAGE = `Usage: otedge simulate [--host 127.0.0.1] [--port 8989] [--modbus-port 5020]
                       [--modbus-silent-unit N] [--modbus-slow-unit N:MS]
                       [--mqtt-port 1884] [--tags 20] [--opcua-port 4840] [--opcua-scale 0]
+                      [--opcua-secure-port N]
 
 Runs the OT simulator until Ctrl-C:
   HTTP on --port: GET /health, GET /api/sensors (live values of the simulated sensors)
@@ -32,7 +33,9 @@ Runs the OT simulator until Ctrl-C:
   OPC UA server on --opcua-port (default 4840, a free port when taken; 0 = a free port), security
     None, namespace urn:otedge:simulator:plant: Objects/<Industry>/<Site>/<Area>/<Equipment>/<Sensor>
     for Mining, Utilities, Manufacturing, OilAndGas (AnalogItems with EngineeringUnits, EURange);
-    --opcua-scale N adds N variables under Objects/Scale, each changing once a second
+    --opcua-scale N adds N variables under Objects/Scale, each changing once a second;
+    --opcua-secure-port N (0 = a free port) adds the same plants on an endpoint that accepts only
+    Basic256Sha256 SignAndEncrypt (anonymous, or user operator / password operator)
 Prints one JSON line {"event":"ready",...} with the ports when it is ready.`;
 
 /** A free TCP port on the host (bound, then released). */
@@ -56,6 +59,7 @@ export async function simulateCommand(args: string[]): Promise<number> {
       "mqtt-port": { type: "string" },
       "opcua-port": { type: "string" },
       "opcua-scale": { type: "string" },
+      "opcua-secure-port": { type: "string" },
       tags: { type: "string" },
       help: { type: "boolean", short: "h" },
     },
@@ -90,13 +94,19 @@ export async function simulateCommand(args: string[]): Promise<number> {
   }
   const opcuaPort = values["opcua-port"] === undefined ? undefined : Number(values["opcua-port"]);
   const opcuaScale = Number(values["opcua-scale"] ?? 0);
-  if ((opcuaPort !== undefined && badPort(opcuaPort)) || !(opcuaScale >= 0 && opcuaScale <= 1e6)) {
-    console.error(`--opcua-port must be 0..65535 and --opcua-scale 0..1000000\n\n${USAGE}`);
+  const securePort = values["opcua-secure-port"] === undefined
+    ? undefined
+    : Number(values["opcua-secure-port"]);
+  if (
+    (opcuaPort !== undefined && badPort(opcuaPort)) ||
+    (securePort !== undefined && badPort(securePort)) || !(opcuaScale >= 0 && opcuaScale <= 1e6)
+  ) {
+    console.error(`OPC UA ports must be 0..65535 and --opcua-scale 0..1000000\n\n${USAGE}`);
     return 2;
   }
   // node-opcua loads and the server starts while the other servers start.
   const opcuaStarting = import("./opcua_cli.ts").then((m) =>
-    m.startSimulateOpcua({ host, port: opcuaPort, scale: Math.floor(opcuaScale) })
+    m.startSimulateOpcua({ host, port: opcuaPort, scale: Math.floor(opcuaScale), securePort })
   );
   opcuaStarting.catch(() => {});
   const next = createGeneratorModel({
@@ -166,6 +176,7 @@ export async function simulateCommand(args: string[]): Promise<number> {
     mqtt_endpoint: mqtt.endpoint,
     opcua_port: opcua.port,
     opcua_endpoint: opcua.endpoint,
+    ...(opcua.secureEndpoint && { opcua_secure_endpoint: opcua.secureEndpoint }),
   }));
   await untilSignal();
   await mqtt.stop();

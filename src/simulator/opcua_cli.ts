@@ -1,6 +1,9 @@
 /**
  * The OPC UA part of `otedge simulate`: the node-opcua server with the
- * industry plants (and `--opcua-scale` extra variables) on `--opcua-port`.
+ * industry plants (and `--opcua-scale` extra variables) on `--opcua-port`, and
+ * optionally a second one on `--opcua-secure-port` that accepts only
+ * Basic256Sha256 SignAndEncrypt (anonymous, or user `operator`, password
+ * `operator`).
  * Imported on demand by `cli.ts`, so node-opcua loads while the other
  * servers start.
  */
@@ -10,10 +13,15 @@ import { OPCUA_PLANT_NAMESPACE } from "./opcua_plant.ts";
 /** The OPC UA port when `--opcua-port` is not given (the IANA port of OPC UA). */
 export const DEFAULT_OPCUA_PORT = 4840;
 
-/** The running OPC UA server of `simulate`. */
+/** The user the secure endpoint accepts besides anonymous logins (a lab simulator). */
+export const SECURE_ENDPOINT_USER = { username: "operator", password: "operator" } as const;
+
+/** The running OPC UA server(s) of `simulate`. */
 export interface SimulateOpcua {
   port: number;
   endpoint: string;
+  /** The SignAndEncrypt-only server, when asked for. */
+  secureEndpoint?: string;
   /** Its entry in `/health`. */
   health(): Record<string, unknown>;
   stop(): Promise<void>;
@@ -40,7 +48,7 @@ function freePort(hostname: string): number {
  * free port when 4840 is taken, said on stderr).
  */
 export async function startSimulateOpcua(
-  o: { host: string; port?: number; scale: number },
+  o: { host: string; port?: number; scale: number; securePort?: number },
 ): Promise<SimulateOpcua> {
   let port = o.port ?? DEFAULT_OPCUA_PORT;
   if (port === 0) port = freePort(o.host);
@@ -56,9 +64,21 @@ export async function startSimulateOpcua(
     console.error(`simulate: port ${DEFAULT_OPCUA_PORT} is taken; OPC UA on ${port} instead`);
     sim = await start(port);
   }
+  const secure = o.securePort === undefined ? undefined : await startOpcuaSimulator({
+    host: o.host,
+    port: o.securePort === 0 ? freePort(o.host) : o.securePort,
+    plant: true,
+    securityModes: ["SignAndEncrypt"],
+    securityPolicies: ["Basic256Sha256"],
+    users: { [SECURE_ENDPOINT_USER.username]: SECURE_ENDPOINT_USER.password },
+  }).catch(async (e) => {
+    await sim.stop();
+    throw e;
+  });
   return {
     port,
     endpoint: sim.endpoint,
+    secureEndpoint: secure?.endpoint,
     health: () => ({
       protocol: "opcua",
       endpoint: sim.endpoint,
@@ -66,7 +86,14 @@ export async function startSimulateOpcua(
       sensors: sim.plant?.sensors,
       scale_variables: sim.plant?.scale,
       scale_changes: sim.plant?.scaleChanges(),
+      ...(secure && {
+        secure_endpoint: secure.endpoint,
+        secure_endpoint_security: "SignAndEncrypt Basic256Sha256",
+      }),
     }),
-    stop: () => sim.stop(),
+    async stop() {
+      await secure?.stop();
+      await sim.stop();
+    },
   };
 }
