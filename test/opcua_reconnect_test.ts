@@ -6,7 +6,12 @@
  * nodes, polling with discovery); a half-open link (a relay
  * that stops forwarding without closing) turns the status `disconnected` and
  * recovers once the relay forwards again; a subscription that goes silent
- * while its session answers is rebuilt.
+ * while its session answers is rebuilt. Over a link loss with the server
+ * running, the session is activated again and the subscription kept (no
+ * counter step lost; also SignAndEncrypt with a user login, and polling), a
+ * subscription of a session the server ended is transferred, a dropped
+ * subscription is created again on the kept session, and a changed
+ * NamespaceArray means the full setup.
  */
 import { assert, assertEquals } from "./assert.ts";
 import { freePort, type Row, runSourceUnderHost, waitFor } from "./helpers.ts";
@@ -15,7 +20,8 @@ import {
   type OpcuaSimulator,
   startOpcuaSimulator,
 } from "../src/simulator/opcua_server.ts";
-import { startTcpRelay } from "./tcp_relay.ts";
+import { startTcpRelay, type TcpRelay } from "./tcp_relay.ts";
+import type { OpcuaSimSecurity } from "../src/simulator/opcua_security.ts";
 import { helloMessage, hostPortOf, serverAnswers } from "../src/sources/opcua/liveness.ts";
 import { subscriptionParameters, unknownNodesText } from "../src/sources/opcua/staying.ts";
 import type { SourceStatus } from "../src/sources/host.ts";
@@ -128,6 +134,8 @@ Deno.test("opcua source: server restarts, same and renumbered namespace", async 
     await freshValues(run, COUNT, from, 3, "new values from the new subscription");
     assertEquals(statusOf(run).counters.reconnects, 1);
     assertEquals(statusOf(run).detail.monitored_items, 2);
+    // A restarted server knows neither the session nor the subscription: full setup.
+    assertEquals(reuse(run), [0, 0, 2], JSON.stringify(statusOf(run).detail));
 
     // 2. A restart that renumbers the simulator's namespace.
     const oldIndex = sim.namespaceIndex;
@@ -153,6 +161,8 @@ Deno.test("opcua source: server restarts, same and renumbered namespace", async 
     assertEquals(bad.length, 0, `bad rows after renumbering: ${JSON.stringify(bad[0])}`);
     assertEquals(statusOf(run).counters.reconnects, 2);
     assertEquals(statusOf(discovered).counters.reconnects, 2);
+    assertEquals(reuse(run), [0, 0, 3]);
+    assertEquals(reuse(discovered), [0, 0, 3]);
   } finally {
     await run.stop();
     await discovered.stop();
@@ -208,4 +218,142 @@ Deno.test("opcua source: a silent subscription is rebuilt", async () => {
     await run.stop();
     await sim.stop();
   }
+});
+
+/** The missing steps between the lowest and highest good value of a counter. */
+function counterGaps(run: Run, address: string): number[] {
+  const seen = new Set(
+    run.rows.filter((r) => r.address === address && r.quality === "good")
+      .map((r) => r.value_num as number),
+  );
+  const sorted = [...seen].sort((a, b) => a - b);
+  const gaps: number[] = [];
+  for (let v = sorted[0]; v < sorted[sorted.length - 1]; v++) if (!seen.has(v)) gaps.push(v);
+  return gaps;
+}
+
+type Sim = OpcuaSimulator;
+
+/**
+ * Runs the source with explicit nodes through a relay to a simulator whose
+ * PartCount counts up by 1 every 200 ms (sampled every 100 ms, queue of 200:
+ * every step reaches the source), hands them to `fn` and stops them all.
+ */
+async function throughRelay(
+  fn: (sim: Sim, relay: TcpRelay, run: Run) => Promise<void>,
+  secure: { sim?: OpcuaSimSecurity; source?: string } = {},
+) {
+  const port = freePort();
+  const sim = await startOpcuaSimulator({ port, updateMs: 200, ...secure.sim });
+  const relay = startTcpRelay(port);
+  const endpoint = `opc.tcp://127.0.0.1:${relay.port}`;
+  const run = await runSource(
+    source(endpoint, EXPLICIT + "    queue_size: 200\n" + (secure.source ?? "")),
+  );
+  try {
+    await freshValues(run, COUNT, 0, 3, "values through the relay");
+    assertEquals(statusOf(run).detail.full_setups, 1);
+    await fn(sim, relay, run);
+  } finally {
+    await run.stop();
+    await relay.close();
+    await sim.stop();
+  }
+}
+
+/**
+ * Freezes the link until the source reports it lost, runs `meanwhile`,
+ * thaws it and waits for new values; returns the highest PartCount seen
+ * before the thaw.
+ */
+async function linkLoss(relay: TcpRelay, run: Run, meanwhile = () => {}): Promise<number> {
+  relay.freeze();
+  await state(run, "disconnected", "disconnected on the frozen link");
+  meanwhile();
+  const before = Math.max(
+    ...run.rows.filter((r) => r.address === COUNT).map((r) => r.value_num as number),
+  );
+  relay.thaw();
+  await state(run, "connected", "connected after the relay forwards again");
+  await freshValues(run, COUNT, run.rows.length, 3, "new values after recovery");
+  return before;
+}
+
+/** [sessions_reactivated, subscriptions_transferred, full_setups] of the source. */
+function reuse(run: Run): unknown[] {
+  const d = statusOf(run).detail;
+  return [d.sessions_reactivated, d.subscriptions_transferred, d.full_setups];
+}
+
+/** Asserts that the outage spanned many PartCount steps and none of them is missing. */
+function assertNoneLost(run: Run, before: number): void {
+  const counts = run.rows.filter((r) => r.address === COUNT).map((r) => r.value_num as number);
+  assert(Math.max(...counts) > before + 20, "the outage spanned many counter steps");
+  assertEquals(counterGaps(run, COUNT), [], "counter values lost during the outage");
+  const bad = run.rows.filter((r) => r.quality !== "good");
+  assertEquals(bad.length, 0, `bad rows: ${JSON.stringify(bad[0])}`);
+}
+
+Deno.test("opcua source: a link loss keeps the session and subscription, nothing lost", async () => {
+  await throughRelay(async (sim, relay, run) => {
+    const before = await linkLoss(relay, run);
+    assertEquals(reuse(run), [1, 0, 1], JSON.stringify(statusOf(run).detail));
+    assertNoneLost(run, before);
+    assertEquals(sim.subscriptionCount(), 1, "the old subscription is gone or reused");
+    // The Publish answers that were under way at the freeze came again by Republish.
+    const republished = statusOf(run).detail.notifications_republished as number;
+    assert(republished >= 1, JSON.stringify(statusOf(run).detail));
+  });
+});
+
+Deno.test("opcua source: a SignAndEncrypt session with a user login is kept too", async () => {
+  await throughRelay(async (_sim, relay, run) => {
+    const before = await linkLoss(relay, run);
+    assertEquals(reuse(run), [1, 0, 1], JSON.stringify(statusOf(run).detail));
+    assertNoneLost(run, before);
+  }, {
+    sim: {
+      securityModes: ["SignAndEncrypt"],
+      securityPolicies: ["Basic256Sha256"],
+      users: { operator: "operator" },
+      allowAnonymous: false,
+    },
+    source: "    security_mode: SignAndEncrypt\n    security_policy: Basic256Sha256\n" +
+      "    trust_server_certificate: auto\n    username: operator\n    password: operator\n",
+  });
+});
+
+Deno.test("opcua source: polling keeps its session over a link loss", async () => {
+  await throughRelay(async (_sim, relay, run) => {
+    await linkLoss(relay, run);
+    assertEquals(reuse(run), [1, 0, 1], JSON.stringify(statusOf(run).detail));
+  }, { source: "    polling_mode: true\n    polling_interval_ms: 200\n" });
+});
+
+Deno.test("opcua source: a session the server ended hands its subscription over", async () => {
+  await throughRelay(async (sim, relay, run) => {
+    const before = await linkLoss(relay, run, () => assertEquals(sim.closeSessions(), 1));
+    assertEquals(reuse(run), [0, 1, 1], JSON.stringify(statusOf(run).detail));
+    assertNoneLost(run, before);
+    assertEquals(sim.subscriptionCount(), 1, "the transferred subscription only");
+  });
+});
+
+Deno.test("opcua source: a subscription the server dropped is created on the kept session", async () => {
+  await throughRelay(async (sim, relay, run) => {
+    await linkLoss(relay, run, () => assertEquals(sim.deleteSubscriptions(), 1));
+    assertEquals(reuse(run), [1, 0, 1], JSON.stringify(statusOf(run).detail));
+    assertEquals(statusOf(run).detail.subscriptions_recreated, 1);
+    assertEquals(statusOf(run).detail.monitored_items, 2);
+    assertEquals(sim.subscriptionCount(), 1);
+  });
+});
+
+Deno.test("opcua source: namespaces changed during a link loss, full setup", async () => {
+  await throughRelay(async (sim, relay, run) => {
+    await linkLoss(relay, run, () => sim.addNamespace("urn:otedge:test:late"));
+    assertEquals(reuse(run), [0, 0, 2], JSON.stringify(statusOf(run).detail));
+    assertEquals(statusOf(run).detail.namespaces, 4);
+    assertEquals(sim.subscriptionCount(), 1, "the old subscription was deleted");
+  });
 });

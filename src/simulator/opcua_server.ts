@@ -97,8 +97,18 @@ export interface OpcuaSimulator {
    * while its session keeps answering. Returns how many were silenced.
    */
   silenceSubscriptions(): number;
-  /** Subscriptions that exist now, over all sessions. */
+  /** Subscriptions that exist now, over all sessions (orphaned ones too). */
   subscriptionCount(): number;
+  /**
+   * Test hook: the server ends every session, keeping their subscriptions
+   * for a transfer to another session (what a server does when a session
+   * times out or is closed with deleteSubscriptions false). Returns how many.
+   */
+  closeSessions(): number;
+  /** Test hook: deletes every subscription, keeping the sessions. Returns how many. */
+  deleteSubscriptions(): number;
+  /** Test hook: registers another namespace at runtime (the NamespaceArray grows). */
+  addNamespace(uri: string): void;
 }
 
 /** Server operation limits (0 = no limit); see `startOpcuaSimulator`. */
@@ -176,6 +186,8 @@ export async function startOpcuaSimulator(
     ...serverSecurityOptions(opts),
     buildInfo: { productName: "otedge-simulator", manufacturerName: "otedge" },
     serverInfo: { applicationUri: "urn:otedge:simulator:server", applicationName: "OtEdgeSim" },
+    // A client that lost its session may take over its subscriptions (TransferSubscriptions).
+    allowAnonymousSubscriptionTransferOnUnsecuredChannel: true,
   });
   try {
     await server.initialize();
@@ -243,6 +255,9 @@ export async function startOpcuaSimulator(
             ?._subscriptions ?? {},
         )
       );
+    const orphans = () =>
+      (server.engine as unknown as { _orphanPublishEngine?: { subscriptionCount: number } })
+        ._orphanPublishEngine?.subscriptionCount ?? 0;
     const get = (path: string) => {
       const s = vars.get(path);
       if (!s) throw new Error(`no simulated signal ${path}`);
@@ -271,7 +286,25 @@ export async function startOpcuaSimulator(
         for (const sub of list) sub._stop_timer();
         return list.length;
       },
-      subscriptionCount: () => subscriptions().length,
+      subscriptionCount: () => subscriptions().length + orphans(),
+      closeSessions() {
+        const sessions = server.engine.getSessions();
+        for (const session of sessions) {
+          server.engine.closeSession(session.authenticationToken, false, "Terminated");
+        }
+        return sessions.length;
+      },
+      addNamespace: (uri) => void space.registerNamespace(uri),
+      deleteSubscriptions() {
+        let n = 0;
+        for (const session of server.engine.getSessions()) {
+          for (const sub of session.publishEngine?.subscriptions ?? []) {
+            session.deleteSubscription(sub.id);
+            n++;
+          }
+        }
+        return n;
+      },
       async stop() {
         clearInterval(timer);
         plant?.stop();

@@ -8,11 +8,15 @@
  * split by the server's operation limits (`acquire.ts`).
  *
  * The source owns its reconnect loop (node-opcua's own repair is off): a lost
- * or silent link (`liveness.ts`) closes the client, and the next attempt
- * builds everything again — session, namespace indices, nodes, subscription —
- * after a backoff of 1 s doubling to 30 s with jitter, cut short when the
- * server, seen gone, answers an OPC UA Hello again. A subscription that goes silent while the
- * session answers is rebuilt in place.
+ * or silent link (`liveness.ts`) closes the client but keeps the session and
+ * subscription; the next attempt, after a backoff of 1 s doubling to 30 s
+ * with jitter, cut short when the server, seen gone, answers an OPC UA Hello
+ * again, activates that session on a new secure channel and fetches what the
+ * subscription sent meanwhile (`resume.ts`), or moves the subscription to a
+ * new session; when the server knows neither (restart) or renumbered its
+ * namespaces, it builds everything again — session, namespace indices,
+ * nodes, subscription. A subscription that goes silent while the session
+ * answers is rebuilt in place.
  */
 import {
   AttributeIds,
@@ -60,6 +64,15 @@ import {
   WATCHDOG_PERIODS,
 } from "./liveness.ts";
 import { subscriptionParameters, unknownNodesText } from "./staying.ts";
+import {
+  followSequence,
+  holdPublishing,
+  renewSession,
+  republishMissed,
+  sameNamespaces,
+  subscriptionUnknown,
+  transferSubscription,
+} from "./resume.ts";
 
 /** How long stop() waits for each of the close calls. */
 const CLOSE_TIMEOUT_MS = 2000;
@@ -83,6 +96,22 @@ function within<T>(p: Promise<T>, ms: number): Promise<T | undefined> {
   return Promise.race([p.catch(() => undefined), timeout]).finally(() => clearTimeout(t));
 }
 
+/** A session (and its subscription) kept over a link loss. */
+interface Kept {
+  session: ClientSession;
+  subscription?: ClientSubscription;
+  nodes: TargetNode[];
+  /** The NamespaceArray the nodes were resolved with. */
+  namespaces: string[];
+  /** Monitored items of the subscription. */
+  monitored: number;
+  /** Attempts that activated the session but then failed. */
+  failures: number;
+}
+
+/** Attempts that activate a kept session but fail afterwards before it is given up. */
+const RESUME_FAILURES = 3;
+
 function opcuaDriver(cfg: OpcuaSourceConfig, kit: SourceKit, dataDir: string): SourceDriver {
   const mode = cfg.polling_mode ? "polling" : "subscription";
   const detail: Record<string, unknown> = {
@@ -95,6 +124,11 @@ function opcuaDriver(cfg: OpcuaSourceConfig, kit: SourceKit, dataDir: string): S
     unknown_node_ids: [],
     reconnects: 0,
     subscription_rebuilds: 0,
+    full_setups: 0,
+    sessions_reactivated: 0,
+    subscriptions_transferred: 0,
+    subscriptions_recreated: 0,
+    notifications_republished: 0,
   };
   let stopped = false;
   let client: OPCUAClient | undefined;
@@ -118,6 +152,12 @@ function opcuaDriver(cfg: OpcuaSourceConfig, kit: SourceKit, dataDir: string): S
   /** The server was seen gone since the last connect or early retry (a restart is under way). */
   let serverGoneSeen = false;
   let done: Promise<void> = Promise.resolve();
+  /** The NamespaceArray the nodes were resolved with. */
+  let namespacesInUse: string[] = [];
+  /** The server certificate of the endpoint in use (secure modes). */
+  let serverCertificate: Buffer | undefined;
+  /** The session (and subscription) kept over a link loss, to be resumed on the next connect. */
+  let kept: Kept | undefined;
 
   const sleep = (ms: number) =>
     new Promise<void>((resolve) => {
@@ -140,6 +180,8 @@ function opcuaDriver(cfg: OpcuaSourceConfig, kit: SourceKit, dataDir: string): S
       requestedSessionTimeout: 60_000,
       // No repair inside node-opcua: this worker reconnects (and re-resolves everything).
       connectionStrategy: { initialDelay: 1000, maxDelay: 2000, maxRetry: 0 },
+      // A link loss keeps the session: disconnect() leaves it to be activated again.
+      keepPendingSessionsOnDisconnect: true,
       transportTimeout: TRANSPORT_TIMEOUT_MS,
       clientCertificateManager: agent.certs,
     });
@@ -204,6 +246,7 @@ function opcuaDriver(cfg: OpcuaSourceConfig, kit: SourceKit, dataDir: string): S
 
   async function selectNodes(s: ClientSession, limits: OperationLimits): Promise<TargetNode[]> {
     const namespaces = await namespacesOf(s);
+    namespacesInUse = namespaces;
     detail.namespaces = namespaces.length;
     let nodes: TargetNode[];
     if (cfg.nodes && cfg.nodes.length > 0) {
@@ -249,6 +292,7 @@ function opcuaDriver(cfg: OpcuaSourceConfig, kit: SourceKit, dataDir: string): S
       subscriptionParameters(cfg.publishing_interval_ms ?? 1000, KEEPALIVE_TARGET_MS),
     );
     subscription = sub;
+    followSequence(sub);
     keepAliveMs = sub.publishingInterval * sub.maxKeepAliveCount;
     detail.keep_alive_ms = keepAliveMs;
     subscriptionHeard = performance.now();
@@ -361,19 +405,25 @@ function opcuaDriver(cfg: OpcuaSourceConfig, kit: SourceKit, dataDir: string): S
     return reason;
   }
 
-  /** Closes subscription, session and client; `graceful` false skips the goodbyes on a dead link. */
+  /** Closes subscription, session and client; `graceful` false skips the subscription's goodbye. */
   async function release(graceful = true): Promise<void> {
     const sub = subscription, s = session, c = client;
     subscription = undefined;
     session = undefined;
     client = undefined;
     if (graceful && sub) await within(sub.terminate(), CLOSE_TIMEOUT_MS);
-    if (graceful && s) await within(s.close(), CLOSE_TIMEOUT_MS);
+    // A session kept for the next connect stays open on the server; any other is closed
+    // (disconnect() leaves sessions open, see newClient).
+    if (s && s !== kept?.session) await within(s.close(), CLOSE_TIMEOUT_MS);
     if (c) await within(c.disconnect(), CLOSE_TIMEOUT_MS);
   }
 
-  /** Finds the endpoint with the configured security, checks trust and login, then connects. */
-  async function connectOnce(): Promise<TargetNode[]> {
+  /**
+   * The full setup: finds the endpoint with the configured security, checks
+   * trust and login, connects, creates a session, resolves the nodes and
+   * subscribes.
+   */
+  async function setUp(): Promise<TargetNode[]> {
     const agent = pki ??= await openAgentPki(opcuaPkiDir(dataDir));
     const offered = await offeredEndpoints(cfg.endpoint, agent, (d) => (client = d));
     const endpoint = pickEndpoint(offered, cfg);
@@ -381,7 +431,8 @@ function opcuaDriver(cfg: OpcuaSourceConfig, kit: SourceKit, dataDir: string): S
     const secure = cfg.security_mode !== "None";
     if (secure) await checkServerCertificate(agent, endpoint.serverCertificate, cfg, kit);
     const identity = await userIdentity(cfg);
-    const c = newClient(agent, secure ? endpoint.serverCertificate : undefined);
+    serverCertificate = secure ? endpoint.serverCertificate : undefined;
+    const c = newClient(agent, serverCertificate);
     client = c;
     await c.connect(cfg.endpoint).catch((e) => {
       throw new Error(connectErrorText(e, agent, cfg.endpoint));
@@ -397,7 +448,130 @@ function opcuaDriver(cfg: OpcuaSourceConfig, kit: SourceKit, dataDir: string): S
     const nodes = await selectNodes(s, limits);
     detail.nodes = nodes.length;
     if (!cfg.polling_mode) await subscribe(s, nodes, limits, true);
+    detail.full_setups = (detail.full_setups as number) + 1;
     return nodes;
+  }
+
+  /** Holds the session (and subscription) of a lost link for the next connect. */
+  function keep(nodes: TargetNode[]): void {
+    if (!session || stopped) return;
+    if (subscription) holdPublishing(session, true);
+    kept = {
+      session,
+      subscription,
+      nodes,
+      namespaces: namespacesInUse,
+      monitored: detail.monitored_items as number,
+      failures: 0,
+    };
+  }
+
+  const count = (key: string, n = 1) => (detail[key] = (detail[key] as number) + n);
+
+  /**
+   * Connects on a new secure channel and activates the kept session there;
+   * undefined when the server no longer knows it (restarted, timed out) or
+   * renumbered its namespaces: then the full setup follows. Throws when the
+   * server cannot be reached (the session stays kept for the next attempt).
+   */
+  async function resume(k: Kept): Promise<TargetNode[] | undefined> {
+    const c = newClient(pki!, serverCertificate);
+    client = c;
+    await c.connect(cfg.endpoint).catch((e) => {
+      throw new Error(connectErrorText(e, pki!, cfg.endpoint));
+    });
+    try {
+      await c.reactivateSession(k.session);
+    } catch (e) {
+      kept = undefined;
+      kit.log("info", "opcua session not activated again", { reason: errorText(e) });
+      return k.subscription ? await transfer(k, k.subscription) : await forget();
+    }
+    session = k.session;
+    subscription = k.subscription;
+    kept = undefined;
+    try {
+      if (!await sameNamespacesAs(k)) return undefined;
+      count("sessions_reactivated");
+      if (k.subscription) await resumeSubscription(k.session, k.subscription, k);
+    } catch (e) {
+      // The link failed again (most likely): keep the session for the next attempts.
+      if (++k.failures < RESUME_FAILURES) {
+        kept = k;
+        if (k.subscription) holdPublishing(k.session, true);
+      }
+      throw e;
+    }
+    kit.log("info", "opcua session resumed", { endpoint: cfg.endpoint });
+    return k.nodes;
+  }
+
+  /** Lets the kept session go (and whatever is attached to the client); undefined. */
+  async function forget(): Promise<undefined> {
+    kit.log("info", "opcua session and subscription not kept; setting up anew", {});
+    await release(true);
+    return undefined;
+  }
+
+  /** False (after letting the session go) when the server's NamespaceArray changed. */
+  async function sameNamespacesAs(k: Kept): Promise<boolean> {
+    const namespaces = await namespacesOf(k.session);
+    if (sameNamespaces(namespaces, k.namespaces)) return true;
+    kit.log("info", "opcua namespaces changed; setting up anew", { namespaces: namespaces.length });
+    await release(true);
+    return false;
+  }
+
+  /**
+   * The server refused the kept session: a new session for the same session
+   * object, and the subscription moved to it if the server still has it;
+   * undefined (full setup) when it does not.
+   */
+  async function transfer(k: Kept, sub: ClientSubscription): Promise<TargetNode[] | undefined> {
+    try {
+      await renewSession(client!, k.session, await userIdentity(cfg));
+    } catch (e) {
+      kit.log("info", "opcua new session for the transfer failed", { reason: errorText(e) });
+      return await forget();
+    }
+    session = k.session;
+    subscription = sub;
+    if (!await transferSubscription(k.session, sub).catch(() => false)) return await forget();
+    if (!await sameNamespacesAs(k)) return undefined;
+    count("subscriptions_transferred");
+    await resumeSubscription(k.session, sub, k);
+    kit.log("info", "opcua subscription transferred to a new session", { endpoint: cfg.endpoint });
+    return k.nodes;
+  }
+
+  /**
+   * Fetches what the subscription sent while the link was down (Republish),
+   * then lets it publish again; a subscription the server dropped is created
+   * again on the same session (what it queued is lost then).
+   */
+  async function resumeSubscription(s: ClientSession, sub: ClientSubscription, k: Kept) {
+    try {
+      count("notifications_republished", await republishMissed(s, sub));
+      holdPublishing(s, false);
+      subscriptionHeard = performance.now();
+      detail.monitored_items = k.monitored;
+    } catch (e) {
+      if (!subscriptionUnknown(e)) throw e;
+      kit.log("warning", "opcua subscription gone on the server; creating it again", {
+        reason: errorText(e),
+      });
+      holdPublishing(s, false);
+      subscription = undefined;
+      await within(sub.terminate(), CLOSE_TIMEOUT_MS);
+      await subscribe(s, k.nodes, limits!, false);
+      count("subscriptions_recreated");
+    }
+  }
+
+  /** Resumes the kept session if there is one, else (or when that fails) sets up anew. */
+  async function connectOnce(): Promise<TargetNode[]> {
+    const nodes = kept ? await resume(kept) : undefined;
+    return nodes ?? await setUp();
   }
 
   /**
@@ -452,6 +626,7 @@ function opcuaDriver(cfg: OpcuaSourceConfig, kit: SourceKit, dataDir: string): S
       const reason = await supervise(nodes);
       if (stopped) return;
       kit.log("warning", "opcua connection lost; reconnecting", { reason });
+      keep(nodes);
       detail.monitored_items = 0;
       kit.status("disconnected", reason, detail);
       await release(false);
@@ -467,6 +642,7 @@ function opcuaDriver(cfg: OpcuaSourceConfig, kit: SourceKit, dataDir: string): S
     },
     async stop() {
       stopped = true;
+      kept = undefined;
       lost("stopped");
       watch?.stop();
       wake();
