@@ -205,3 +205,17 @@ export function latestByAddress(rows: Row[], from = 0): Map<string, Row> {
   for (const r of rows.slice(from)) out.set(r.address as string, r);
   return out;
 }
+
+/**
+ * A config with one OPC UA source `ua` on `endpoint`, publishing and sampling
+ * every 100 ms, followed by `extra` (YAML lines of the source entry, indented 4).
+ */
+export function opcuaSourceYaml(endpoint: string, extra: string): string {
+  return `sources:
+  - name: ua
+    protocol: opcua
+    endpoint: ${endpoint}
+    publishing_interval_ms: 100
+    sampling_interval_ms: 100
+${extra}`;
+}

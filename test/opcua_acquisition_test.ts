@@ -7,7 +7,14 @@
  * include/exclude and limit, and the plants' units, EURange and value ranges.
  */
 import { assert, assertEquals } from "./assert.ts";
-import { freePort, latestByAddress, type Row, runSourceUnderHost, waitFor } from "./helpers.ts";
+import {
+  freePort,
+  latestByAddress,
+  opcuaSourceYaml,
+  type Row,
+  runSourceUnderHost,
+  waitFor,
+} from "./helpers.ts";
 import { OPCUA_SIM_NAMESPACE, startOpcuaSimulator } from "../src/simulator/opcua_server.ts";
 import { OPCUA_PLANT_NAMESPACE } from "../src/simulator/opcua_plant.ts";
 import {
@@ -19,22 +26,11 @@ import {
   sensorPath,
 } from "../src/simulator/plant_models.ts";
 
-const WORKER = new URL("../src/sources/opcua/worker.ts", import.meta.url);
 const PLANT = `nsu=${OPCUA_PLANT_NAMESPACE};s=`;
 
-function runSource(yaml: string) {
-  return runSourceUnderHost(yaml, { workerUrl: (p) => (p === "opcua" ? WORKER : undefined) });
-}
+const runSource = runSourceUnderHost;
 
-function source(endpoint: string, extra: string): string {
-  return `sources:
-  - name: ua
-    protocol: opcua
-    endpoint: ${endpoint}
-    publishing_interval_ms: 100
-    sampling_interval_ms: 100
-${extra}`;
-}
+const source = opcuaSourceYaml;
 
 const addressOf = (s: PlantSensor) => `${PLANT}${sensorPath(s)}`;
 const sensorsWhere = (f: (s: PlantSensor) => boolean) => PLANT_SENSORS.filter(f).map(addressOf);

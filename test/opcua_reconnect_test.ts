@@ -14,7 +14,7 @@
  * NamespaceArray means the full setup.
  */
 import { assert, assertEquals } from "./assert.ts";
-import { freePort, type Row, runSourceUnderHost, waitFor } from "./helpers.ts";
+import { freePort, opcuaSourceYaml, type Row, runSourceUnderHost, waitFor } from "./helpers.ts";
 import {
   OPCUA_SIM_NAMESPACE,
   type OpcuaSimulator,
@@ -26,24 +26,13 @@ import { helloMessage, hostPortOf, serverAnswers } from "../src/sources/opcua/li
 import { subscriptionParameters, unknownNodesText } from "../src/sources/opcua/staying.ts";
 import type { SourceStatus } from "../src/sources/host.ts";
 
-const WORKER = new URL("../src/sources/opcua/worker.ts", import.meta.url);
 const NS = `nsu=${OPCUA_SIM_NAMESPACE};s=Plant1/Line1`;
 const COUNT = `${NS}/Press1/PartCount`;
 const PRESSURE = `${NS}/Press1/Pressure`;
 
-function runSource(yaml: string) {
-  return runSourceUnderHost(yaml, { workerUrl: (p) => (p === "opcua" ? WORKER : undefined) });
-}
+const runSource = runSourceUnderHost;
 
-function source(endpoint: string, extra: string): string {
-  return `sources:
-  - name: ua
-    protocol: opcua
-    endpoint: ${endpoint}
-    publishing_interval_ms: 100
-    sampling_interval_ms: 100
-${extra}`;
-}
+const source = opcuaSourceYaml;
 
 const EXPLICIT = `    nodes:
       - "${COUNT}"

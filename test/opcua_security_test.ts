@@ -14,7 +14,6 @@ import { OPCUA_SIM_NAMESPACE, startOpcuaSimulator } from "../src/simulator/opcua
 import { loadConfigText } from "../src/config/load.ts";
 import { listCertificates, opcuaPkiDir, setCertificateTrust } from "../src/sources/opcua/pki.ts";
 
-const WORKER = new URL("../src/sources/opcua/worker.ts", import.meta.url);
 const TEMPERATURE = `nsu=${OPCUA_SIM_NAMESPACE};s=Plant1/Line1/Press1/Temperature`;
 
 function source(endpoint: string, extra: string): string {
@@ -28,9 +27,7 @@ ${extra.split("\n").map((l) => (l ? `    ${l}` : l)).join("\n")}
 `;
 }
 
-function runSource(yaml: string) {
-  return runSourceUnderHost(yaml, { workerUrl: (p) => (p === "opcua" ? WORKER : undefined) });
-}
+const runSource = runSourceUnderHost;
 
 /** The source's status once it is `state`. */
 function stateOf(run: HostedSource, state: string, timeoutMs = 20_000) {

@@ -8,28 +8,23 @@
  * One simulator serves every step.
  */
 import { assert, assertEquals } from "./assert.ts";
-import { freePort, latestByAddress, runSourceUnderHost, waitFor } from "./helpers.ts";
+import {
+  freePort,
+  latestByAddress,
+  opcuaSourceYaml,
+  runSourceUnderHost,
+  waitFor,
+} from "./helpers.ts";
 import { OPCUA_SIM_NAMESPACE, startOpcuaSimulator } from "../src/simulator/opcua_server.ts";
 
-const WORKER = new URL("../src/sources/opcua/worker.ts", import.meta.url);
 const NS = `nsu=${OPCUA_SIM_NAMESPACE};s=Plant1/Line1`;
 
 /** Runs the first source of `yaml` under a SourceHost; rows land in `rows`. */
-function runSource(yaml: string) {
-  return runSourceUnderHost(yaml, { workerUrl: (p) => (p === "opcua" ? WORKER : undefined) });
-}
+const runSource = runSourceUnderHost;
 
 const latest = latestByAddress;
 
-function source(endpoint: string, extra: string): string {
-  return `sources:
-  - name: ua
-    protocol: opcua
-    endpoint: ${endpoint}
-    publishing_interval_ms: 100
-    sampling_interval_ms: 100
-${extra}`;
-}
+const source = opcuaSourceYaml;
 
 const EXPLICIT = `    nodes:
       - "${NS}/Press1/Temperature"
