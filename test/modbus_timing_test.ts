@@ -1,12 +1,6 @@
-/** Modbus source helpers: poll grid, reconnect backoff, endpoint parsing, error codes. */
+/** Modbus source helpers: unit back-off, endpoint parsing, error codes. */
 import { assert, assertEquals } from "./assert.ts";
-import {
-  BACKOFF_MAX_MS,
-  backoffMs,
-  nextTick,
-  UNIT_BACKOFF_MAX_MS,
-  unitBackoffMs,
-} from "../src/sources/modbus/timing.ts";
+import { UNIT_BACKOFF_MAX_MS, unitBackoffMs } from "../src/sources/modbus/timing.ts";
 import { isDue, unitAnswered, unitsOf, unitTimedOut } from "../src/sources/modbus/units.ts";
 import type { ReadRequest } from "../src/sources/modbus/plan.ts";
 import { modbusTarget } from "../src/sources/modbus/endpoint.ts";
@@ -15,23 +9,6 @@ import {
   MODBUS_DISCONNECTED_CODE,
   MODBUS_TIMEOUT_CODE,
 } from "../src/sources/modbus/readings.ts";
-
-Deno.test("modbus timing: the poll grid does not drift and skips missed ticks", () => {
-  assertEquals(nextTick(1000, 100, 1000), 1100);
-  assertEquals(nextTick(1000, 100, 1099.9), 1100);
-  assertEquals(nextTick(1000, 100, 1100), 1200);
-  assertEquals(nextTick(1000, 100, 1350), 1400, "an overrun cycle skips 1200 and 1300");
-});
-
-Deno.test("modbus timing: backoff doubles from 500 ms with jitter, capped at 30 s", () => {
-  assertEquals([0, 1, 2, 3].map((a) => backoffMs(a, 0.5)), [500, 1000, 2000, 4000]);
-  assertEquals(backoffMs(0, 0), 400);
-  assertEquals(backoffMs(0, 0.999999), 600);
-  for (const a of [6, 7, 20, 1000]) {
-    assert(backoffMs(a, 0.999999) <= BACKOFF_MAX_MS, `attempt ${a}`);
-  }
-  assertEquals(backoffMs(20, 0), 24_000);
-});
 
 Deno.test("modbus endpoint: TCP (502 by default) and RTU over TCP", () => {
   const tcp = (host: string, port: number) => ({ transport: "tcp" as const, host, port });

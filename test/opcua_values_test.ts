@@ -11,7 +11,6 @@ import {
 } from "node-opcua";
 import { readingOf, valueOf } from "../src/sources/opcua/values.ts";
 import { resolveNamespace } from "../src/sources/opcua/nodes.ts";
-import { backoffMs, nextPollAt } from "../src/sources/opcua/timing.ts";
 
 const v = (dataType: DataType, value: unknown, arrayType = VariantArrayType.Scalar) =>
   new Variant({ dataType, value, arrayType });
@@ -72,14 +71,4 @@ Deno.test("opcua nodes: nsu= NodeIds resolve against the namespace array", () =>
     error = String(e);
   }
   assert(error.includes("urn:missing"), error);
-});
-
-Deno.test("opcua timing: polls stay on the grid, backoff is capped", () => {
-  assertEquals(nextPollAt(1000, 200, 1000), 1200);
-  assertEquals(nextPollAt(1000, 200, 1199), 1200);
-  assertEquals(nextPollAt(1000, 200, 1730), 1800);
-  assertEquals(backoffMs(0, () => 0.5), 1000);
-  assertEquals(backoffMs(3, () => 0.5), 8000);
-  assertEquals(backoffMs(20, () => 1), 36_000);
-  assertEquals(backoffMs(20, () => 0), 24_000);
 });

@@ -27,10 +27,13 @@ import {
 } from "./readings.ts";
 import type { ModbusSourceConfig } from "./schema.ts";
 import { Session } from "./session.ts";
-import { backoffMs, nextTick } from "./timing.ts";
+import { nextTick, reconnectDelayMs } from "../schedule.ts";
 import { isDue, unitAnswered, unitsOf, type UnitState, unitTimedOut } from "./units.ts";
 
 type Client = ModbusClient;
+
+/** First reconnect delay: a PLC that dropped the connection is usually back at once. */
+const MODBUS_RECONNECT_MIN_MS = 500;
 
 /** What one request gave: values, a failure (`lost`: the connection is gone), or nothing (stopping). */
 type Outcome =
@@ -379,7 +382,7 @@ function modbusDriver(cfg: ModbusSourceConfig, kit: SourceKit): SourceDriver {
         closeClient();
         if (stopped) return;
         kit.status("error", `connect to ${where} failed: ${errorText(e)}`, detail);
-        await sleep(backoffMs(attempt++));
+        await sleep(reconnectDelayMs(attempt++, Math.random(), MODBUS_RECONNECT_MIN_MS));
         continue;
       }
       if (stopped) break;
@@ -388,7 +391,9 @@ function modbusDriver(cfg: ModbusSourceConfig, kit: SourceKit): SourceDriver {
       kit.status("connected", undefined, detail);
       await pollWhileConnected();
       closeClient();
-      if (!stopped) await sleep(backoffMs(attempt++));
+      if (!stopped) {
+        await sleep(reconnectDelayMs(attempt++, Math.random(), MODBUS_RECONNECT_MIN_MS));
+      }
     }
     closeClient();
   }

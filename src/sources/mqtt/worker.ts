@@ -14,6 +14,7 @@
  * offline STATE, and publishes offline with the current time on a clean stop.
  */
 import mqtt, { type IPublishPacket, type MqttClient } from "mqtt";
+import { reconnectDelayMs } from "../schedule.ts";
 import { runSourceWorker, type SourceDriver, type SourceKit } from "../worker_kit.ts";
 import { describeMqttError } from "./errors.ts";
 import { compileMessageReader } from "./messages.ts";
@@ -24,8 +25,6 @@ import { type HostResult, SparkplugHost } from "./sparkplug/host.ts";
 import { AckGate } from "./acks.ts";
 import { parseState, statePayload, stateTopic, stateWill } from "./sparkplug/state.ts";
 
-const BACKOFF_MIN_MS = 1000;
-const BACKOFF_MAX_MS = 30_000;
 const PREVIEW_CHARS = 2000;
 /** How long a clean stop waits for the broker to acknowledge the offline STATE. */
 const OFFLINE_STATE_WAIT_MS = 2000;
@@ -37,7 +36,8 @@ function mqttDriver(cfg: MqttSourceConfig, kit: SourceKit): SourceDriver {
   const security = securityDetail(cfg, url);
   let client: MqttClient | undefined;
   let stopping = false;
-  let backoffMs = BACKOFF_MIN_MS;
+  /** Failed connects since the last good one (reconnect backoff). */
+  let attempt = 0;
   let retryTimer: ReturnType<typeof setTimeout> | undefined;
   let lastError: string | undefined;
   let dropped = 0;
@@ -273,7 +273,7 @@ function mqttDriver(cfg: MqttSourceConfig, kit: SourceKit): SourceDriver {
       });
     };
     c.on("connect", (connack) => {
-      backoffMs = BACKOFF_MIN_MS;
+      attempt = 0;
       lastError = undefined;
       online = false;
       const subs: Record<string, { qos: 0 | 1 | 2 }> = Object.fromEntries(
@@ -317,8 +317,7 @@ function mqttDriver(cfg: MqttSourceConfig, kit: SourceKit): SourceDriver {
       for (const token of discarded) waitingAcks.get(token)?.(Promise.resolve());
       waitingAcks.clear();
       gate.reset();
-      const wait = backoffMs / 2 + Math.random() * backoffMs / 2;
-      backoffMs = Math.min(BACKOFF_MAX_MS, backoffMs * 2);
+      const wait = reconnectDelayMs(attempt++);
       kit.status("disconnected", lastError, { retry_in_ms: Math.round(wait) });
       retryTimer = setTimeout(() => {
         retryTimer = undefined;

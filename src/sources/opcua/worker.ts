@@ -52,7 +52,7 @@ import {
   sessionErrorText,
   userIdentity,
 } from "./security.ts";
-import { backoffMs, nextPollAt } from "./timing.ts";
+import { nextTick, reconnectDelayMs } from "../schedule.ts";
 import { readingOf, type TargetNode } from "./values.ts";
 import {
   KEEPALIVE_TARGET_MS,
@@ -378,7 +378,7 @@ function opcuaDriver(cfg: OpcuaSourceConfig, kit: SourceKit, dataDir: string): S
         }
         failing = true;
       }
-      await sleep(nextPollAt(start, interval, performance.now()) - performance.now());
+      await sleep(nextTick(start, interval, performance.now()) - performance.now());
     }
   }
 
@@ -580,7 +580,7 @@ function opcuaDriver(cfg: OpcuaSourceConfig, kit: SourceKit, dataDir: string): S
    */
   async function pauseBeforeRetry(attempt: number, failure: string): Promise<void> {
     if (/connection refused|no answer from|lost|closed/i.test(failure)) serverGoneSeen = true;
-    const until = performance.now() + backoffMs(attempt);
+    const until = performance.now() + reconnectDelayMs(attempt);
     while (!stopped && performance.now() < until) {
       await sleep(Math.min(HELLO_PROBE_MS, until - performance.now()));
       if (stopped || performance.now() >= until) return;
