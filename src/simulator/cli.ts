@@ -8,6 +8,7 @@ import { parseArgs } from "node:util";
 import { createGeneratorModel } from "../sources/generator/models.ts";
 import { untilSignal } from "../run.ts";
 import { startModbusPlant } from "./modbus_plant.ts";
+import { freePort } from "./ports.ts";
 import { startMqttSimulator } from "./mqtt_simulator.ts";
 
 const USAGE = `Usage: otedge simulate [--host 127.0.0.1] [--port 8989] [--modbus-port 5020]
@@ -37,14 +38,6 @@ Runs the OT simulator until Ctrl-C:
     --opcua-secure-port N (0 = a free port) adds the same plants on an endpoint that accepts only
     Basic256Sha256 SignAndEncrypt (anonymous, or user operator / password operator)
 Prints one JSON line {"event":"ready",...} with the ports when it is ready.`;
-
-/** A free TCP port on the host (bound, then released). */
-function freePort(hostname: string): number {
-  const l = Deno.listen({ hostname, port: 0 });
-  const port = (l.addr as Deno.NetAddr).port;
-  l.close();
-  return port;
-}
 
 /** `otedge simulate [--host H] [--port N] [--modbus-port N] [--tags N]`. */
 export async function simulateCommand(args: string[]): Promise<number> {

@@ -9,6 +9,7 @@
  */
 import { startOpcuaSimulator } from "./opcua_server.ts";
 import { OPCUA_PLANT_NAMESPACE } from "./opcua_plant.ts";
+import { freePort, portFree } from "./ports.ts";
 
 /** The OPC UA port when `--opcua-port` is not given (the IANA port of OPC UA). */
 export const DEFAULT_OPCUA_PORT = 4840;
@@ -25,22 +26,6 @@ export interface SimulateOpcua {
   /** Its entry in `/health`. */
   health(): Record<string, unknown>;
   stop(): Promise<void>;
-}
-
-function portFree(hostname: string, port: number): boolean {
-  try {
-    Deno.listen({ hostname, port }).close();
-    return true;
-  } catch {
-    return false;
-  }
-}
-
-function freePort(hostname: string): number {
-  const l = Deno.listen({ hostname, port: 0 });
-  const port = (l.addr as Deno.NetAddr).port;
-  l.close();
-  return port;
 }
 
 /**
