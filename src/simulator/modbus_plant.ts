@@ -20,7 +20,12 @@
  * A unit can be made silent (never answers) or slow (answers after a delay)
  * to try the agent's per-unit timeouts.
  */
-import { float32Words, int16Word, startModbusSimulator } from "./modbus_server.ts";
+import {
+  float32Words,
+  int16Word,
+  type ModbusSimulator,
+  startModbusSimulator,
+} from "./modbus_server.ts";
 
 /** Options of the simulator's Modbus plant. */
 export interface ModbusPlantOptions {
@@ -40,7 +45,7 @@ export interface ModbusPlant {
 }
 
 /** The register values of both units at time `t` (seconds). */
-function follow(sim: Awaited<ReturnType<typeof startModbusSimulator>>, t: number): void {
+function follow(sim: ModbusSimulator, t: number): void {
   const temperature = 80 + 5 * Math.sin(t / 30);
   const level = 50 + 20 * Math.sin(t / 60);
   sim.setHolding(1, 10, float32Words(temperature, "ABCD"));
