@@ -13,15 +13,20 @@ export function freePort(): number {
   return p;
 }
 
-/** Peak resident memory (VmHWM) of a process in MB, NaN when unreadable. */
-export function rssPeakMb(pid: number): number {
+/** Resident memory of a process in MB (`VmHWM`: the peak, `VmRSS`: now), NaN when unreadable. */
+export function rssMb(pid: number, field: "VmHWM" | "VmRSS"): number {
   try {
     const status = Deno.readTextFileSync(`/proc/${pid}/status`);
-    const m = /VmHWM:\s+(\d+) kB/.exec(status);
+    const m = new RegExp(`${field}:\\s+(\\d+) kB`).exec(status);
     return m ? Math.round(Number(m[1]) / 1024) : NaN;
   } catch {
     return NaN;
   }
+}
+
+/** Peak resident memory of a process in MB, NaN when unreadable. */
+export function rssPeakMb(pid: number): number {
+  return rssMb(pid, "VmHWM");
 }
 
 /** User + system CPU seconds a process used so far (Linux, 100 ticks/s), NaN when unreadable. */

@@ -14,6 +14,7 @@ import {
   type BenchSectionOptions,
   cpuSeconds,
   freePort,
+  rssMb,
   rssPeakMb,
   runSectionAlone,
   sleep,
@@ -33,16 +34,6 @@ const WARM_UP_S = 3;
  * the agent memory: its Worker's heap holds each decoded message).
  */
 const PUBLISHING_INTERVAL_MS = 250;
-
-/** Current resident memory (VmRSS) of a process, in MB. */
-function rssMb(pid: number): number {
-  try {
-    const m = /VmRSS:\s+(\d+) kB/.exec(Deno.readTextFileSync(`/proc/${pid}/status`));
-    return m ? Math.round(Number(m[1]) / 1024) : NaN;
-  } catch {
-    return NaN;
-  }
-}
 
 const json = async (url: string) => await (await fetch(url)).json();
 
@@ -151,7 +142,7 @@ async function benchSize(o: BenchOpcuaOptions, items: number): Promise<Record<st
         delivered_ratio: Math.round((acked / changed) * 1000) / 1000,
         agent_cpu_share: Math.round(((cpuSeconds(agent.pid) - c0) / dt) * 100) / 100,
         simulator_cpu_share: Math.round(((cpuSeconds(sim.pid) - sc0) / dt) * 100) / 100,
-        agent_rss_mb: rssMb(agent.pid),
+        agent_rss_mb: rssMb(agent.pid, "VmRSS"),
         agent_peak_rss_mb: rssPeakMb(agent.pid),
         spool_backlog: m1.backpressure?.spool_records,
       };
