@@ -251,13 +251,20 @@ async function throughRelay(
 }
 
 /**
- * Freezes the link until the source reports it lost, runs `meanwhile`,
- * thaws it and waits for new values; returns the highest PartCount seen
- * before the thaw.
+ * Freezes the link until the source reports it lost and the simulator has
+ * moved at least 25 steps, runs `meanwhile`, thaws it and waits for new
+ * values; returns the highest PartCount seen before the thaw.
  */
-async function linkLoss(relay: TcpRelay, run: Run, meanwhile = () => {}): Promise<number> {
+async function linkLoss(
+  sim: Sim,
+  relay: TcpRelay,
+  run: Run,
+  meanwhile = () => {},
+): Promise<number> {
+  const frozenAt = sim.steps();
   relay.freeze();
   await state(run, "disconnected", "disconnected on the frozen link");
+  await waitFor(() => sim.steps() >= frozenAt + 25, "25 counter steps during the outage", 30_000);
   meanwhile();
   const before = Math.max(
     ...run.rows.filter((r) => r.address === COUNT).map((r) => r.value_num as number),
@@ -285,7 +292,7 @@ function assertNoneLost(run: Run, before: number): void {
 
 Deno.test("opcua source: a link loss keeps the session and subscription, nothing lost", async () => {
   await throughRelay(async (sim, relay, run) => {
-    const before = await linkLoss(relay, run);
+    const before = await linkLoss(sim, relay, run);
     assertEquals(reuse(run), [1, 0, 1], JSON.stringify(statusOf(run).detail));
     assertNoneLost(run, before);
     assertEquals(sim.subscriptionCount(), 1, "the old subscription is gone or reused");
@@ -296,8 +303,8 @@ Deno.test("opcua source: a link loss keeps the session and subscription, nothing
 });
 
 Deno.test("opcua source: a SignAndEncrypt session with a user login is kept too", async () => {
-  await throughRelay(async (_sim, relay, run) => {
-    const before = await linkLoss(relay, run);
+  await throughRelay(async (sim, relay, run) => {
+    const before = await linkLoss(sim, relay, run);
     assertEquals(reuse(run), [1, 0, 1], JSON.stringify(statusOf(run).detail));
     assertNoneLost(run, before);
   }, {
@@ -313,15 +320,15 @@ Deno.test("opcua source: a SignAndEncrypt session with a user login is kept too"
 });
 
 Deno.test("opcua source: polling keeps its session over a link loss", async () => {
-  await throughRelay(async (_sim, relay, run) => {
-    await linkLoss(relay, run);
+  await throughRelay(async (sim, relay, run) => {
+    await linkLoss(sim, relay, run);
     assertEquals(reuse(run), [1, 0, 1], JSON.stringify(statusOf(run).detail));
   }, { source: "    polling_mode: true\n    polling_interval_ms: 200\n" });
 });
 
 Deno.test("opcua source: a session the server ended hands its subscription over", async () => {
   await throughRelay(async (sim, relay, run) => {
-    const before = await linkLoss(relay, run, () => assertEquals(sim.closeSessions(), 1));
+    const before = await linkLoss(sim, relay, run, () => assertEquals(sim.closeSessions(), 1));
     assertEquals(reuse(run), [0, 1, 1], JSON.stringify(statusOf(run).detail));
     assertNoneLost(run, before);
     assertEquals(sim.subscriptionCount(), 1, "the transferred subscription only");
@@ -330,7 +337,7 @@ Deno.test("opcua source: a session the server ended hands its subscription over"
 
 Deno.test("opcua source: a subscription the server dropped is created on the kept session", async () => {
   await throughRelay(async (sim, relay, run) => {
-    await linkLoss(relay, run, () => assertEquals(sim.deleteSubscriptions(), 1));
+    await linkLoss(sim, relay, run, () => assertEquals(sim.deleteSubscriptions(), 1));
     assertEquals(reuse(run), [1, 0, 1], JSON.stringify(statusOf(run).detail));
     assertEquals(statusOf(run).detail.subscriptions_recreated, 1);
     assertEquals(statusOf(run).detail.monitored_items, 2);
@@ -340,7 +347,7 @@ Deno.test("opcua source: a subscription the server dropped is created on the kep
 
 Deno.test("opcua source: namespaces changed during a link loss, full setup", async () => {
   await throughRelay(async (sim, relay, run) => {
-    await linkLoss(relay, run, () => sim.addNamespace("urn:otedge:test:late"));
+    await linkLoss(sim, relay, run, () => sim.addNamespace("urn:otedge:test:late"));
     assertEquals(reuse(run), [0, 0, 2], JSON.stringify(statusOf(run).detail));
     assertEquals(statusOf(run).detail.namespaces, 4);
     assertEquals(sim.subscriptionCount(), 1, "the old subscription was deleted");

@@ -65,7 +65,8 @@ Deno.test("simulate opcua: ready line, /health, plants and scale variables throu
     }
     const changes = (await (await fetch(`${ready.url}/health`)).json()).servers
       .find((s: { protocol: string }) => s.protocol === "opcua").scale_changes;
-    assert(changes >= SCALE * 3, `${changes} scale changes`);
+    // Three values each are the first one and at least two changes.
+    assert(changes >= SCALE * 2, `${changes} scale changes`);
   } finally {
     await sim.stop();
   }

@@ -99,6 +99,8 @@ export interface OpcuaSimulator {
   silenceSubscriptions(): number;
   /** Subscriptions that exist now, over all sessions (orphaned ones too). */
   subscriptionCount(): number;
+  /** How many times the signals have moved so far (one step every `updateMs`). */
+  steps(): number;
   /**
    * Test hook: the server ends every session, keeping their subscriptions
    * for a transfer to another session (what a server does when a session
@@ -287,6 +289,7 @@ export async function startOpcuaSimulator(
         return list.length;
       },
       subscriptionCount: () => subscriptions().length + orphans(),
+      steps: () => n,
       closeSessions() {
         const sessions = server.engine.getSessions();
         for (const session of sessions) {
