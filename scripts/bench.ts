@@ -26,7 +26,7 @@ import {
 import { createNormalizer } from "../src/normalize/normalize.ts";
 import { createGeneratorModel } from "../src/sources/generator/models.ts";
 import { recordIdFactory } from "../src/record.ts";
-import { cpuSeconds, freePort, machineLine, rssPeakMb } from "./bench_kit.ts";
+import { cpuSeconds, freePort, machineLine, rssPeakMb, type StandInAddress } from "./bench_kit.ts";
 import { benchModbus } from "./bench_modbus.ts";
 import { benchMqtt } from "./bench_mqtt.ts";
 import { benchOpcua } from "./bench_opcua.ts";
@@ -263,7 +263,7 @@ const standIn = await spawnSelf(
   ["zerobus-local", "--port", "0", "--http-port", "0", "--data-dir", `${root}/standin`],
   "ready",
 );
-const si = standIn.ready as { endpoint: string; workspace_url: string };
+const si = { ...standIn.ready, pid: standIn.pid } as StandInAddress;
 try {
   log(machineLine());
   const results: Record<string, unknown> = {

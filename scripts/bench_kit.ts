@@ -48,6 +48,8 @@ export function sleep(ms: number): Promise<void> {
 export interface StandInAddress {
   endpoint: string;
   workspace_url: string;
+  /** The stand-in's process id (its CPU is reported where the machine is shared). */
+  pid: number;
 }
 
 /** What every protocol section of the benchmark gets from `scripts/bench.ts`. */
@@ -84,7 +86,7 @@ export async function runSectionAlone(
     log(machineLine());
     const result = await section({
       root,
-      standIn: standIn.ready as unknown as StandInAddress,
+      standIn: { ...standIn.ready, pid: standIn.pid } as unknown as StandInAddress,
       durationS: Number(values.duration ?? 20),
       log,
     });

@@ -116,9 +116,15 @@ async function publishFast(
   return sent;
 }
 
-/** Messages/s Mosquitto delivers to a bare QoS 1 subscriber from a fast QoS 1 publisher. */
+/** Messages/s Mosquitto delivers to a bare MQTT 5 QoS 1 subscriber from a fast QoS 1 publisher. */
 async function measureLimit(url: string, seconds: number): Promise<number> {
-  const sub = await mqtt.connectAsync(url, { clientId: "bench_limit_sub", reconnectPeriod: 0 });
+  // The same protocol version and receive window as the agent's source (MQTT 5, 1000).
+  const sub = await mqtt.connectAsync(url, {
+    clientId: "bench_limit_sub",
+    reconnectPeriod: 0,
+    protocolVersion: 5,
+    properties: { receiveMaximum: 1000 },
+  });
   const pub = await mqtt.connectAsync(url, { clientId: "bench_limit_pub", reconnectPeriod: 0 });
   let received = 0;
   sub.on("message", () => received++);
@@ -202,6 +208,8 @@ interface AgentRun {
   agent_threads_cpu_cores: Record<string, number>;
   /** Mosquitto's CPU meanwhile. */
   broker_cpu_cores: number;
+  /** The Zerobus stand-in (our cloud end, on this machine here) meanwhile. */
+  stand_in_cpu_cores: number;
   /** This process (the publisher) meanwhile. */
   publisher_cpu_cores: number;
   /** Cores busy on the whole machine meanwhile (of navigator.hardwareConcurrency). */
@@ -277,7 +285,8 @@ async function measureAgent(
   })();
   const c0 = cpuSeconds(agent.pid);
   const th0 = threadSeconds(agent.pid);
-  const [b0, p0, m0] = [cpuSeconds(brokerPid), cpuSeconds(Deno.pid), machineBusySeconds()];
+  const [b0, s0, p0] = [cpuSeconds(brokerPid), cpuSeconds(o.standIn.pid), cpuSeconds(Deno.pid)];
+  const m0 = machineBusySeconds();
   const t0 = performance.now();
   const published = await publishFast(
     pub,
@@ -297,6 +306,7 @@ async function measureAgent(
   const cpu = (cpuSeconds(agent.pid) - c0) / dt;
   const threads = threadCores(th0, threadSeconds(agent.pid), dt);
   const broker = cores(cpuSeconds(brokerPid) - b0, dt);
+  const standIn = cores(cpuSeconds(o.standIn.pid) - s0, dt);
   const publisher = cores(cpuSeconds(Deno.pid) - p0, dt);
   const machine = cores(machineBusySeconds() - m0, dt);
   return {
@@ -310,6 +320,7 @@ async function measureAgent(
     agent_peak_rss_mb: rssPeakMb(agent.pid),
     agent_threads_cpu_cores: threads,
     broker_cpu_cores: broker,
+    stand_in_cpu_cores: standIn,
     publisher_cpu_cores: publisher,
     machine_busy_cores: machine,
   };
