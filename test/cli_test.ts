@@ -48,7 +48,7 @@ async function cli(
     try {
       Deno.kill(child.pid, "SIGKILL");
     } catch { /* gone */ }
-  }, opts.timeoutMs ?? 20_000);
+  }, opts.timeoutMs ?? 60_000);
   try {
     if (opts.stdin !== undefined) {
       const w = child.stdin.getWriter();
@@ -175,7 +175,7 @@ Deno.test("cli: --help lists every command; every command's --help exits 0 with 
       `--help lists '${c}':\n${r.stdout}`,
     );
   }
-  const results = await Promise.all(COMMANDS.map((c) => cli([c, "--help"], { timeoutMs: 15_000 })));
+  const results = await Promise.all(COMMANDS.map((c) => cli([c, "--help"])));
   COMMANDS.forEach((c, i) => {
     const h = results[i];
     assertEquals(h.code, 0, `${c} --help: ${show(h)}`);
@@ -246,7 +246,7 @@ Deno.test("cli: run with an invalid config prints the problems, exits 2 and star
     const port = freePort();
     const file = `${dir}/bad.yaml`;
     await Deno.writeTextFile(file, invalidConfig(`${dir}/data`, port));
-    const r = await cli(["run", "--config", file], { timeoutMs: 15_000 });
+    const r = await cli(["run", "--config", file]);
     assertEquals(r.code, 2, show(r));
     for (const p of INVALID_PROBLEMS) assert(r.stderr.includes(p), `missing '${p}': ${show(r)}`);
     assert(!r.stdout.includes('"event":"ready"'), `no ready line: ${show(r)}`);
@@ -316,7 +316,7 @@ Deno.test("cli: run with a ${credential:...} and no CONNECTOR_MASTER_PASSWORD ex
     await storeWithSecret(`${dir}/data`);
     const file = `${dir}/cred.yaml`;
     await Deno.writeTextFile(file, credentialConfig(`${dir}/data`, port));
-    const r = await cli(["run", "--config", file], { timeoutMs: 15_000 });
+    const r = await cli(["run", "--config", file]);
     assertSaysSetThePassword(r);
     assertEquals(await listening(port), false);
     assertEquals(await exists(`${dir}/data/spool`), false, "nothing started");

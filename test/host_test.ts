@@ -56,7 +56,6 @@ Deno.test("host: a crashing Worker is restarted with backoff; its error and dead
         return s.restarts >= 1 && s.records >= 6 ? s : undefined;
       },
       "a restart and a second run",
-      10_000,
     );
     assert(
       /source worker crashed: .*boom: protocol library failed/.test(st.last_error ?? ""),

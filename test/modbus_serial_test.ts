@@ -49,7 +49,7 @@ async function startPtyPair(dir: string): Promise<PtyPair> {
   };
   try {
     const exists = async (p: string) => await Deno.stat(p).then(() => true, () => false);
-    await waitFor(async () => await exists(a) && await exists(b), "socat's pty links", 10_000);
+    await waitFor(async () => await exists(a) && await exists(b), "socat's pty links");
   } catch (e) {
     await stop();
     throw e;
@@ -222,7 +222,6 @@ Deno.test({
             return all.every((a) => m.has(a)) ? m : undefined;
           },
           "a row for every tag",
-          15_000,
         );
         for (const [address, value, type] of want) {
           const r = seen.get(address)!;
@@ -270,7 +269,7 @@ Deno.test({
       try {
         const of = (address: string, from = 0) =>
           run.rows.slice(from).filter((r) => r.address === address);
-        await waitFor(() => of("2/holding/0").length >= 3, "three timeouts of unit 2", 15_000);
+        await waitFor(() => of("2/holding/0").length >= 3, "three timeouts of unit 2");
         const after = run.rows.findIndex((r) => r.address === "2/holding/0");
         await waitFor(() => of("1/holding/0", after).length >= 10, "unit 1 still polled", 15_000);
         for (const r of of("1/holding/0")) {
@@ -289,8 +288,9 @@ Deno.test({
         sim.setSilent(2, false);
         const back = await waitFor(
           () => of("2/holding/0").find((r) => r.quality === "good"),
+          // Its retries back off while it is silent (doubling, up to 60 s).
           "unit 2 answering again",
-          20_000,
+          60_000,
         );
         assertEquals(back.value_num, 99.5);
       } finally {
@@ -310,7 +310,7 @@ Deno.test({
       serialSource(pair.a, "      - {address: 0, type: holding, name: w}\n"),
     );
     try {
-      await waitFor(() => run.rows.some((r) => r.quality === "good"), "first good row", 15_000);
+      await waitFor(() => run.rows.some((r) => r.quality === "good"), "first good row");
       await pair.stop();
       await sim.ended;
       const lost = await waitFor(

@@ -137,7 +137,6 @@ function waitForPort(port: number, exited: () => boolean): Promise<unknown> {
       }
     },
     `mosquitto on port ${port}`,
-    10_000,
   );
 }
 
@@ -339,6 +338,5 @@ export function connected(r: Running) {
   return waitFor(
     () => r.status()?.state === "connected" && r.status().detail.subscriptions,
     "the source connected and subscribed",
-    10_000,
   );
 }

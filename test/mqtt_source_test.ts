@@ -59,7 +59,7 @@ Deno.test({
         { qos: 1 },
       );
       await pub.publishAsync("plant/s1/a1/l1/e1/broken", '{"value": 1,', { qos: 1 });
-      await waitFor(() => src!.rows.length >= 6 && src!.deadLetters.length >= 1, "6 rows", 10_000);
+      await waitFor(() => src!.rows.length >= 6 && src!.deadLetters.length >= 1, "6 rows");
       const rows = src.rows;
 
       const level = byTag(rows, "level")!;
@@ -126,12 +126,12 @@ for (const [version, qos] of [["5", 1], ["5", 2], ["3.1.1", 1], ["3.1.1", 2]] as
         held = await runSource(source, () => new Promise<boolean>(() => {}));
         await connected(held);
         await pub.publishAsync("hold/x/counter", "7", { qos });
-        await waitFor(() => held!.rows.length === 1, "the held batch", 10_000);
+        await waitFor(() => held!.rows.length === 1, "the held batch");
         await held.host.stopAll();
 
         // Run 2, same client id and persistent session: the broker redelivers; now it is committed.
         again = await runSource(source);
-        await waitFor(() => again!.rows.length >= 1, "the redelivered message", 10_000);
+        await waitFor(() => again!.rows.length >= 1, "the redelivered message");
         assertEquals([again.rows[0].tag_name, again.rows[0].value_num], ["counter", 7]);
         await new Promise((r) => setTimeout(r, 300));
         await again.host.stopAll();
@@ -140,7 +140,7 @@ for (const [version, qos] of [["5", 1], ["5", 2], ["3.1.1", 1], ["3.1.1", 2]] as
         third = await runSource(source);
         await connected(third);
         await pub.publishAsync("hold/x/counter", "8", { qos });
-        await waitFor(() => third!.rows.length >= 1, "the next message", 10_000);
+        await waitFor(() => third!.rows.length >= 1, "the next message");
         await new Promise((r) => setTimeout(r, 300));
         assertEquals(third.rows.map((r) => r.value_num), [8]);
       } finally {
@@ -185,7 +185,7 @@ for (const [version, qos] of [["5", 1], ["5", 2], ["3.1.1", 1]] as const) {
         });
         await connected(held);
         for (let i = 1; i <= N; i++) await pub.publishAsync("pipe/x/n", String(i), { qos });
-        await waitFor(() => values(held!.rows).size === N, `all ${N} messages in flight`, 10_000)
+        await waitFor(() => values(held!.rows).size === N, `all ${N} messages in flight`)
           .catch((e) => {
             throw new Error(`${e.message}: got ${values(held!.rows).size}, ${batches} batches`);
           });
@@ -202,9 +202,9 @@ for (const [version, qos] of [["5", 1], ["5", 2], ["3.1.1", 1]] as const) {
           commits++;
           return true;
         });
-        await waitFor(() => values(again!.rows).size === N, `all ${N} redelivered`, 10_000);
+        await waitFor(() => values(again!.rows).size === N, `all ${N} redelivered`);
         release();
-        await waitFor(() => commits > 0 && commits === again!.batches, "the commits", 10_000);
+        await waitFor(() => commits > 0 && commits === again!.batches, "the commits");
         assert(commits < N, `${commits} commits for ${N} messages`);
         await new Promise((r) => setTimeout(r, 300));
         await again.host.stopAll();
@@ -213,7 +213,7 @@ for (const [version, qos] of [["5", 1], ["5", 2], ["3.1.1", 1]] as const) {
         third = await runSource(source);
         await connected(third);
         await pub.publishAsync("pipe/x/n", String(N + 1), { qos });
-        await waitFor(() => third!.rows.length >= 1, "the next message", 10_000);
+        await waitFor(() => third!.rows.length >= 1, "the next message");
         await new Promise((r) => setTimeout(r, 300));
         assertEquals(third.rows.map((r) => r.value_num), [N + 1]);
       } finally {
@@ -245,7 +245,7 @@ Deno.test({
       await connected(src);
       await pub.publishAsync("big/a", "x".repeat(17), { qos: 1 });
       await pub.publishAsync("big/b", "small", { qos: 1 });
-      await waitFor(() => src!.rows.length >= 1 && src!.deadLetters.length >= 1, "both", 10_000);
+      await waitFor(() => src!.rows.length >= 1 && src!.deadLetters.length >= 1, "both");
       assertEquals(src.rows.map((r) => [r.tag_name, r.value_str]), [["b", "small"]]);
       assertEquals(src.deadLetters[0].reason, "payload of 17 bytes exceeds max_payload_bytes 16");
       assertEquals(src.deadLetters[0].detail?.topic, "big/a");
@@ -263,7 +263,6 @@ Deno.test("mqtt: a broker that is not there is reported as connection refused", 
     const st = await waitFor(
       () => src.status()?.last_error?.includes("connection refused") ? src.status() : undefined,
       "the refused connection",
-      10_000,
     );
     assert(st.last_error!.startsWith("connection refused by mqtt://127.0.0.1:"), st.last_error!);
   } finally {

@@ -103,7 +103,7 @@ Deno.test("opcua acquisition and discovery against the plant simulator", async (
 `,
       ));
       try {
-        await waitFor(() => run.rows.length >= mining.length * 4, "four polls", 20_000);
+        await waitFor(() => run.rows.length >= mining.length * 4, "four polls");
         assertEquals(run.host.status().ua.detail?.max_nodes_per_read, 4);
       } finally {
         await run.stop();
@@ -141,7 +141,6 @@ Deno.test("opcua acquisition and discovery against the plant simulator", async (
           await waitFor(
             () => addresses(run.rows).length === mining.length,
             "a row per node",
-            20_000,
           );
           const st = run.host.status().ua;
           assertEquals(st.state, "connected");
@@ -173,7 +172,6 @@ Deno.test("opcua acquisition and discovery against the plant simulator", async (
           await waitFor(
             () => addresses(run.rows).length === mining.length,
             "a row per browse path",
-            20_000,
           );
           assertEquals(run.host.status().ua.detail?.unknown_nodes, 0);
         } finally {
@@ -205,9 +203,8 @@ Deno.test("opcua acquisition and discovery against the plant simulator", async (
           await waitFor(
             () => addresses(run.rows).length === PLANT_SENSORS.length,
             "a row per plant sensor",
-            20_000,
           );
-          await waitFor(() => run.rows.length >= PLANT_SENSORS.length + 20, "changes", 20_000);
+          await waitFor(() => run.rows.length >= PLANT_SENSORS.length + 20, "changes");
           const st = run.host.status().ua;
           assertEquals(st.detail?.monitored_items, PLANT_SENSORS.length);
           assertEquals(st.detail?.without_eurange, undefined, "every sensor has an EURange");
@@ -245,7 +242,7 @@ Deno.test("opcua acquisition and discovery against the plant simulator", async (
         s.equipment !== "Filter01"
       ).sort();
       try {
-        await waitFor(() => addresses(run.rows).length >= want.length, "rows", 20_000);
+        await waitFor(() => addresses(run.rows).length >= want.length, "rows");
         await new Promise((r) => setTimeout(r, 300));
         assertEquals(addresses(run.rows), want);
         assertEquals(run.host.status().ua.detail?.nodes, want.length);
@@ -272,7 +269,6 @@ Deno.test("opcua acquisition and discovery against the plant simulator", async (
             return s?.state === "connected" ? s : undefined;
           },
           "connected",
-          20_000,
         );
         assertEquals(st.detail?.nodes, 0, "sensors are two folder levels below the site");
       } finally {
@@ -283,7 +279,7 @@ Deno.test("opcua acquisition and discovery against the plant simulator", async (
         `    variable_limit: 7\n    discovery: { roots: ["${site}"], max_depth: 2 }\n`,
       ));
       try {
-        await waitFor(() => addresses(deep.rows).length >= 7, "rows", 20_000);
+        await waitFor(() => addresses(deep.rows).length >= 7, "rows");
         await new Promise((r) => setTimeout(r, 300));
         const got = addresses(deep.rows);
         assertEquals(got.length, 7);
@@ -306,7 +302,7 @@ Deno.test("opcua acquisition and discovery against the plant simulator", async (
         "    discovery: { roots: [Objects/Nowhere, Objects/OilAndGas] }\n",
       ));
       try {
-        await waitFor(() => addresses(run.rows).length >= 16, "rows of the other root", 20_000);
+        await waitFor(() => addresses(run.rows).length >= 16, "rows of the other root");
         const st = run.host.status().ua;
         assert(
           String(st.last_error).includes("discovery root Objects/Nowhere is not on the server"),
@@ -369,7 +365,7 @@ Deno.test("opcua deadbands: absolute filters small changes; percent without EURa
         ));
         try {
           // The flow swings ±15 around 120 and moves every 100 ms; 100 is never crossed.
-          await waitFor(() => addresses(run.rows).length === 1, "the first value", 20_000);
+          await waitFor(() => addresses(run.rows).length === 1, "the first value");
           await new Promise((r) => setTimeout(r, 2000));
           assertEquals(run.rows.filter((r) => r.address === flow).length, 1);
           assertEquals(run.host.status().ua.detail?.monitored_items, 1);
@@ -392,7 +388,6 @@ Deno.test("opcua deadbands: absolute filters small changes; percent without EURa
         await waitFor(
           () => run.rows.filter((r) => r.address === count).length >= 3,
           "the counter changing (no deadband on it)",
-          20_000,
         );
         const st = run.host.status().ua;
         assertEquals([st.detail?.monitored_items, st.detail?.without_eurange], [2, 1]);

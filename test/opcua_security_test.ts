@@ -29,8 +29,11 @@ ${extra.split("\n").map((l) => (l ? `    ${l}` : l)).join("\n")}
 
 const runSource = runSourceUnderHost;
 
-/** The source's status once it is `state`. */
-function stateOf(run: HostedSource, state: string, timeoutMs = 20_000) {
+/**
+ * The source's status once it is `state`. Generous: a fresh data dir means a new
+ * certificate, created by node-opcua in pure JS (seconds on a busy machine).
+ */
+function stateOf(run: HostedSource, state: string, timeoutMs = 60_000) {
   return waitFor(
     () => {
       const s = run.host.status().ua;
@@ -48,7 +51,7 @@ async function deliversValues(yaml: string) {
     await waitFor(
       () => run.rows.some((r) => r.address === TEMPERATURE && r.quality === "good"),
       "a temperature row",
-      30_000,
+      60_000,
     );
     return run.host.status().ua;
   } finally {

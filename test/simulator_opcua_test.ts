@@ -52,7 +52,7 @@ Deno.test("simulate opcua: ready line, /health, plants and scale variables throu
             : undefined;
         },
         "three values of every scale variable",
-        20_000,
+        60_000,
       );
       for (const [address, values] of seen) {
         for (let i = 1; i < values.length; i++) {
@@ -100,7 +100,7 @@ Deno.test("simulate opcua: the secure endpoint takes SignAndEncrypt Basic256Sha2
       await waitFor(
         () => secure.rows.filter((r) => r.quality === "good").length >= 5,
         "good values over SignAndEncrypt",
-        30_000,
+        60_000,
       );
       assertEquals(secure.host.status().ua.state, "connected");
     } finally {
@@ -111,7 +111,7 @@ Deno.test("simulate opcua: the secure endpoint takes SignAndEncrypt Basic256Sha2
       const error = await waitFor(
         () => String(plain.host.status().ua.last_error ?? "") || undefined,
         "an error for security None",
-        30_000,
+        60_000,
       );
       assert(error.includes("SignAndEncrypt/Basic256Sha256"), error);
       assertEquals(plain.rows.length, 0, "no fallback to None");

@@ -8,6 +8,7 @@ import { Buffer } from "node:buffer";
 import * as grpc from "@grpc/grpc-js";
 import { type CallListener, type ServerCall, Status } from "../src/zerobus_local/call.ts";
 import { serveH2Grpc } from "../src/zerobus_local/h2c_server.ts";
+import { waitFor } from "./helpers.ts";
 
 const PATH = "/test.Echo/Bidi";
 
@@ -53,12 +54,16 @@ interface Result {
   status: grpc.StatusObject;
 }
 
-/** Opens a call, sends `msgs` then half-closes; resolves with what came back. */
+/** Opens a call, sends `msgs` then half-closes; resolves with what came back (`messages` grows). */
 function bidi(
   client: grpc.Client,
   msgs: Uint8Array[],
   opts: { path?: string; meta?: Record<string, string>; halfClose?: boolean } = {},
-): { call: grpc.ClientDuplexStream<Uint8Array, Uint8Array>; done: Promise<Result> } {
+): {
+  call: grpc.ClientDuplexStream<Uint8Array, Uint8Array>;
+  messages: Uint8Array[];
+  done: Promise<Result>;
+} {
   const md = new grpc.Metadata();
   for (const [k, v] of Object.entries(opts.meta ?? {})) md.set(k, v);
   const call = client.makeBidiStreamRequest(
@@ -75,7 +80,7 @@ function bidi(
   );
   for (const m of msgs) call.write(m);
   if (opts.halfClose !== false) call.end();
-  return { call, done };
+  return { call, messages, done };
 }
 
 function pattern(len: number, seed: number): Uint8Array {
@@ -177,8 +182,9 @@ Deno.test("h2c: pause holds the client back; resume delivers everything in order
       return m;
     });
     const { done } = bidi(client, msgs);
-    await sleep(600);
-    ok(got.length >= 1 && got.length < 12, `${got.length} delivered while paused`);
+    await waitFor(() => got.length >= 1, "the first message");
+    await sleep(600); // time for more to arrive if the pause did not hold them back
+    ok(got.length < 12, `${got.length} delivered while paused`);
     server!.resume();
     const { status } = await done;
     strictEqual(status.code, Status.OK);
@@ -220,11 +226,12 @@ Deno.test("h2c: client cancel reaches the call; later calls still work", async (
       onCancel: () => cancelled++,
     });
   }, async ({ client }) => {
-    const { call, done } = bidi(client, [pattern(5, 0)], { halfClose: false });
-    await sleep(100);
+    const { call, messages, done } = bidi(client, [pattern(5, 0)], { halfClose: false });
+    await waitFor(() => messages.length === 1, "the echo: the call is up");
     call.cancel();
     strictEqual((await done).status.code, Status.CANCELLED);
-    await sleep(100);
+    await waitFor(() => cancelled > 0, "the cancel at the server");
+    await sleep(100); // a second cancel would come right after
     strictEqual(cancelled, 1);
     const again = bidi(client, [pattern(5, 1)], { meta: { "x-end": "yes" } });
     strictEqual((await again.done).status.code, Status.OK);
@@ -261,8 +268,8 @@ Deno.test("h2c: close() ends open calls with UNAVAILABLE", async () => {
   const server = serveH2Grpc({ hostname: "127.0.0.1", port: 0, onCall: (call) => echo(call) });
   const client = new grpc.Client(`127.0.0.1:${server.port}`, grpc.credentials.createInsecure());
   try {
-    const { done } = bidi(client, [pattern(5, 0)], { halfClose: false });
-    await sleep(100);
+    const { messages: echoed, done } = bidi(client, [pattern(5, 0)], { halfClose: false });
+    await waitFor(() => echoed.length === 1, "the echo: the call is up");
     await server.close();
     const { status, messages } = await done;
     strictEqual(status.code, Status.UNAVAILABLE);
