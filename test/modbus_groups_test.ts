@@ -16,7 +16,7 @@ function source(port: number, keys: string, registers: string): string {
     protocol: modbus
     endpoint: modbus://127.0.0.1:${port}
     polling_interval_ms: 100
-    timeout_ms: 300
+    timeout_ms: 1000
 ${keys}    registers:
 ${registers}`;
 }

@@ -26,7 +26,7 @@ async function demoModbusSource(port: number): Promise<string> {
     ...src,
     endpoint: `modbus://127.0.0.1:${port}`,
     polling_interval_ms: 100,
-    timeout_ms: 300,
+    timeout_ms: 1000,
   };
   return stringify({ sources: [source] });
 }
