@@ -233,10 +233,18 @@ export class Agent {
     this.bridge.records_dropped += n;
   }
 
-  /** Stores an undeliverable item in the dead-letter store (never throws). */
-  deadLetter(source: string, reason: string, item: string, detail?: Record<string, unknown>): void {
+  /**
+   * Stores an undeliverable item in the dead-letter store; resolves once it is
+   * stored or its failure is logged (never rejects).
+   */
+  deadLetter(
+    source: string,
+    reason: string,
+    item: string,
+    detail?: Record<string, unknown>,
+  ): Promise<void> {
     this.bridge.dead_letters++;
-    this.spool.deadLetter({ source, reason, item, detail }).catch((e) =>
+    return this.spool.deadLetter({ source, reason, item, detail }).catch((e) =>
       this.log.error("dead-letter store failed", { source, reason, error: String(e) })
     );
   }

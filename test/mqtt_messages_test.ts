@@ -50,3 +50,8 @@ Deno.test("mqtt messages: fresh, stale, retained and bad values", () => {
     assertEquals(JSON.parse(r.metadata as string).stale === true, stale, `${name}: metadata`);
   }
 });
+
+Deno.test("mqtt messages: the topic is the browse path rules and {browse_path} see", () => {
+  const r = one({ value: 1 });
+  assertEquals([r.address, r.browse_path], ["plant/line1/press1/temp", "plant/line1/press1/temp"]);
+});

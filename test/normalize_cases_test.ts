@@ -29,9 +29,9 @@ const RULES: Rule[] = [
     },
     set: { site: "$<site>", line: "$<line>", equipment: "$<eq>", tag_name: "$<tag>" },
   },
-  // Sparkplug: spBv1.0/<group>/DDATA/<node>/<device> + metric
+  // Sparkplug (read by an MQTT source): spBv1.0/<group>/<node>/<device>/<metric>
   {
-    match: { protocol: "sparkplug", address: "^spBv1\\.0/([^/]+)/D[A-Z]+/([^/]+)/([^/]+)/(.+)$" },
+    match: { protocol: "sparkplug", address: "^spBv1\\.0/([^/]+)/([^/]+)/([^/]+)/(.+)$" },
     set: { area: "$1", line: "$2", equipment: "$3", tag_name: "$4" },
   },
   // A later rule wins: the utilities group is its own site.
@@ -232,6 +232,55 @@ const CASES: Case[] = [
     expect: { quality: "uncertain" },
   },
   {
+    name: "mqtt topic seen by a browse-path rule",
+    protocol: "mqtt",
+    settings: {
+      rules: [{ match: { browse_path: "columbus/*/*/*" }, set: { site: "columbus" } }],
+    },
+    reading: {
+      address: "columbus/line3/press1/hydraulic_pressure",
+      tag_name: "hydraulic_pressure",
+      browse_path: "columbus/line3/press1/hydraulic_pressure",
+    },
+    expect: { site: "columbus" },
+  },
+  {
+    name: "configured table wins over a quality the source decided",
+    protocol: "mqtt",
+    settings: { quality_mapping: { mqtt: { bad: [7] } } },
+    reading: { address: "sensors/x", tag_name: "x", quality_code: 7, quality: "uncertain" },
+    expect: { quality: "bad", quality_code: 7 },
+  },
+  {
+    name: "sparkplug quality table applies to Sparkplug readings of an MQTT source",
+    protocol: "mqtt",
+    settings: { quality_mapping: { sparkplug: { bad: [500] }, mqtt: { good: [500] } } },
+    reading: {
+      protocol: "sparkplug",
+      address: "spBv1.0/G/N/D/Temp",
+      tag_name: "Temp",
+      quality_code: 500,
+      quality: "uncertain",
+      value: null,
+    },
+    expect: { quality: "bad", source_protocol: "sparkplug" },
+  },
+  {
+    name: "opcua table of StatusCode top bytes, as in the original description",
+    protocol: "opcua",
+    // The original lists 128..130 as bad; here a plant reads top byte 0x80 as uncertain.
+    settings: { quality_mapping: { opcua: { good: [0], uncertain: [64, 128], bad: [129, 130] } } },
+    reading: { address: "ns=2;s=T", tag_name: "T", quality_code: 0x80ab0000 },
+    expect: { quality: "uncertain", quality_code: 0x80ab0000 },
+  },
+  {
+    name: "opcua table with a whole StatusCode overrides the severity bits",
+    protocol: "opcua",
+    settings: { quality_mapping: { opcua: { good: [0x40a40000] } } },
+    reading: { address: "ns=2;s=T", tag_name: "T", quality_code: 0x40a40000 },
+    expect: { quality: "good" },
+  },
+  {
     name: "mqtt source decided quality",
     protocol: "mqtt",
     reading: { address: "sensors/x", tag_name: "x", quality_code: 0, quality: "uncertain" },
@@ -240,9 +289,10 @@ const CASES: Case[] = [
   // ---- Sparkplug metric names
   {
     name: "sparkplug device metric with folders",
-    protocol: "sparkplug",
+    protocol: "mqtt",
     reading: {
-      address: "spBv1.0/Assembly/DDATA/Line4/Welder2/Motor/Current",
+      address: "spBv1.0/Assembly/Line4/Welder2/Motor/Current",
+      protocol: "sparkplug",
       tag_name: "Motor/Current",
       unit: "A",
       value: 12.5,
@@ -250,13 +300,15 @@ const CASES: Case[] = [
     expect: {
       tag_path: "plant1/assembly/line4/welder2/current/motor_current",
       signal_type: "current",
+      source_protocol: "sparkplug",
     },
   },
   {
     name: "sparkplug later rule overrides site",
-    protocol: "sparkplug",
+    protocol: "mqtt",
     reading: {
-      address: "spBv1.0/Utilities/DDATA/Boilerhouse/Pump3/Flow",
+      address: "spBv1.0/Utilities/Boilerhouse/Pump3/Flow",
+      protocol: "sparkplug",
       tag_name: "Flow",
       unit: "m3/h",
       value: 40,
@@ -265,15 +317,22 @@ const CASES: Case[] = [
   },
   {
     name: "sparkplug properties unit kW",
-    protocol: "sparkplug",
-    reading: { address: "spBv1.0/G/DDATA/N/D/Power", tag_name: "Power", unit: "kW", value: 3 },
+    protocol: "mqtt",
+    reading: {
+      protocol: "sparkplug",
+      address: "spBv1.0/G/N/D/Power",
+      tag_name: "Power",
+      unit: "kW",
+      value: 3,
+    },
     expect: { signal_type: "power" },
   },
   {
     name: "sparkplug Bytes metric",
-    protocol: "sparkplug",
+    protocol: "mqtt",
     reading: {
-      address: "spBv1.0/G/DDATA/N/D/Raw",
+      protocol: "sparkplug",
+      address: "spBv1.0/G/N/D/Raw",
       tag_name: "Raw",
       value: new Uint8Array([104, 105]),
     },
@@ -281,9 +340,10 @@ const CASES: Case[] = [
   },
   {
     name: "sparkplug UInt64 max",
-    protocol: "sparkplug",
+    protocol: "mqtt",
     reading: {
-      address: "spBv1.0/G/DDATA/N/D/Total",
+      protocol: "sparkplug",
+      address: "spBv1.0/G/N/D/Total",
       tag_name: "Total",
       value: 18446744073709551615n,
     },
@@ -291,9 +351,10 @@ const CASES: Case[] = [
   },
   {
     name: "sparkplug DataSet as json",
-    protocol: "sparkplug",
+    protocol: "mqtt",
     reading: {
-      address: "spBv1.0/G/DDATA/N/D/Recipe",
+      protocol: "sparkplug",
+      address: "spBv1.0/G/N/D/Recipe",
       tag_name: "Recipe",
       value: { columns: ["a"], rows: [[1]] },
     },

@@ -35,7 +35,12 @@ Deno.test({
     try {
       await pub.subscribeAsync("spBv1.0/+/NCMD/#");
       pub.on("message", (_t, payload) => commands.push(new Uint8Array(payload)));
-      src = await runSource({ endpoint: broker.url, topics: ["spBv1.0/#"], qos: 0 });
+      src = await runSource({
+        endpoint: broker.url,
+        topics: ["spBv1.0/#"],
+        qos: 0,
+        max_payload_bytes: 2000,
+      });
       await connected(src);
       const node = "spBv1.0/Assembly";
       await pub.publishAsync(
@@ -66,6 +71,7 @@ Deno.test({
       assertEquals(data.address, "spBv1.0/Assembly/Line4/Welder2/Motor/Current");
       assertEquals([data.area, data.line, data.equipment], ["assembly", "line4", "welder2"]);
       assertEquals(data.signal_type, "current");
+      assertEquals(data.source_protocol, "sparkplug", "Sparkplug rules and quality tables apply");
 
       // seq 3 is skipped: the host asks the edge node to rebirth, once.
       await pub.publishAsync(
@@ -88,6 +94,17 @@ Deno.test({
         10_000,
       );
       assert(src.deadLetters[0].reason.includes("Sparkplug"), src.deadLetters[0].reason);
+      // A payload over max_payload_bytes is not decoded at all.
+      await pub.publishAsync(
+        `${node}/DDATA/Line4/Welder2`,
+        enc(5, [{ name: "Note", type: "String", value: "x".repeat(3000) }]) as never,
+      );
+      await waitFor(() => src!.deadLetters.length >= 2, "the oversized payload dead-lettered");
+      assert(
+        /exceeds max_payload_bytes 2000/.test(src.deadLetters[1].reason),
+        src.deadLetters[1].reason,
+      );
+      assertEquals(src.deadLetters[1].detail?.topic, `${node}/DDATA/Line4/Welder2`);
       await new Promise((r) => setTimeout(r, 300));
       assertEquals(commands.length, 1, "rebirth requests are throttled");
     } finally {

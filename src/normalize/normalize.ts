@@ -3,9 +3,9 @@
  * unified quality and a typed value. Everything configurable is compiled once
  * in `createNormalizer`; the per-record work is lookups and string joins.
  */
-import type { OtRecord } from "../record.ts";
+import type { OtRecord, Quality } from "../record.ts";
 import type { Reading, TagContext } from "../sources/worker_protocol.ts";
-import { qualityOf, type QualityTable } from "./quality.ts";
+import { qualityOf, type QualityTable, tableQuality } from "./quality.ts";
 import { compileRules, GENERIC_SEGMENTS, type Rule, withoutGenericSegments } from "./rules.ts";
 import { ProtoWriter, writeRecordFields } from "../record_proto.ts";
 import { typeValue } from "./values.ts";
@@ -151,6 +151,7 @@ export function compileTemplate(template: string): (fields: Record<string, unkno
 interface TagEntry {
   // inputs, compared on every hit
   tagNameIn: string;
+  protocolIn: string | undefined;
   unitIn: string | undefined;
   signalIn: string | undefined;
   ctxIn: string | undefined;
@@ -208,7 +209,8 @@ export function createNormalizer(settings: NormalizeSettings): Normalizer {
     const cleanPath = r.browse_path === undefined
       ? undefined
       : withoutGenericSegments(r.browse_path, generic);
-    const ruled = rulesFor(source, r, cleanPath);
+    const protocol = r.protocol ?? source.protocol;
+    const ruled = rulesFor(protocol, source.name, r, cleanPath);
     const ctx: Record<string, string> = {};
     let incomplete = false;
     for (const k of CONTEXT_KEYS) {
@@ -224,7 +226,7 @@ export function createNormalizer(settings: NormalizeSettings): Normalizer {
     const signalType = signalIn ? sanitizeSegment(signalIn) : inferSignalType(unit, rawName);
     const fields: TagEntry["fields"] = {
       source_name: source.name,
-      source_protocol: source.protocol,
+      source_protocol: protocol,
       endpoint: source.endpoint,
       address: r.address,
       tag_path: "",
@@ -243,6 +245,7 @@ export function createNormalizer(settings: NormalizeSettings): Normalizer {
     for (const [k, v] of Object.entries(fields)) json += `,"${k}":${JSON.stringify(v)}`;
     return {
       tagNameIn: r.tag_name,
+      protocolIn: r.protocol,
       unitIn: r.unit,
       signalIn: r.signal_type,
       ctxIn: contextKey(r.context),
@@ -258,7 +261,8 @@ export function createNormalizer(settings: NormalizeSettings): Normalizer {
     if (!tags) tagsBySource.set(source, tags = new Map());
     let e = tags.get(r.address);
     if (
-      !e || e.tagNameIn !== r.tag_name || e.unitIn !== r.unit || e.signalIn !== r.signal_type ||
+      !e || e.tagNameIn !== r.tag_name || e.protocolIn !== r.protocol || e.unitIn !== r.unit ||
+      e.signalIn !== r.signal_type ||
       e.browseIn !== r.browse_path ||
       (e.ctxIn !== undefined || r.context !== undefined) && e.ctxIn !== contextKey(r.context)
     ) {
@@ -270,8 +274,13 @@ export function createNormalizer(settings: NormalizeSettings): Normalizer {
     return e;
   };
 
-  const quality = (source: SourceInfo, r: Reading) =>
-    r.quality ?? qualityOf(source.protocol, r.quality_code, settings.quality_mapping);
+  // The configured table first, even over a quality the source decided (it must really apply).
+  const table = settings.quality_mapping;
+  const quality = (source: SourceInfo, r: Reading): Quality => {
+    const protocol = r.protocol ?? source.protocol;
+    return (table && tableQuality(protocol, r.quality_code, table)) ?? r.quality ??
+      qualityOf(protocol, r.quality_code);
+  };
   const metadataText = (r: Reading) =>
     r.metadata === undefined
       ? "{}"

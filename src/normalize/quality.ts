@@ -20,16 +20,31 @@ export function opcClassicQuality(code: number): Quality {
 }
 
 /**
+ * The quality the configured table gives a native code, or undefined when it
+ * does not list it. For `opcua`, numbers below 256 are a StatusCode's top byte
+ * (as in the original description's example: 0 good, 64 = 0x40 uncertain,
+ * 128 = 0x80 bad) and larger numbers whole StatusCodes.
+ */
+export function tableQuality(protocol: string, code: number, table?: QualityTable) {
+  const t = table?.[protocol];
+  if (!t) return undefined;
+  const top = code >>> 24;
+  const listed = protocol === "opcua"
+    ? (list?: number[]) => list?.some((n) => (n < 256 ? n === top : n === code)) === true
+    : (list?: number[]) => list?.includes(code) === true;
+  if (listed(t.good)) return "good";
+  if (listed(t.uncertain)) return "uncertain";
+  if (listed(t.bad)) return "bad";
+  return undefined;
+}
+
+/**
  * Quality of a native code: the configured table first (it must really apply),
  * then the protocol's own rule, else 0 = good and anything else bad.
  */
 export function qualityOf(protocol: string, code: number, table?: QualityTable): Quality {
-  const t = table?.[protocol];
-  if (t) {
-    if (t.good?.includes(code)) return "good";
-    if (t.uncertain?.includes(code)) return "uncertain";
-    if (t.bad?.includes(code)) return "bad";
-  }
+  const configured = tableQuality(protocol, code, table);
+  if (configured) return configured;
   if (protocol === "opcua") return opcuaQuality(code);
   if (protocol === "opc_classic") return opcClassicQuality(code);
   return code === 0 ? "good" : "bad";

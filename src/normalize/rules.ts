@@ -65,15 +65,15 @@ function substitute(template: string, m: RegExpExecArray | null): string {
 }
 
 /**
- * Compiles rules into one function from (source name, protocol, reading) to the
- * fields they set. A `browse_path` glob is matched against the browse path
+ * Compiles rules into one function from (the reading's protocol, source name,
+ * reading) to the fields they set. A `browse_path` glob is matched against the browse path
  * without its generic segments (`cleanPath`), unless the glob itself starts with
  * a generic segment (`Objects/...`): then against the full path.
  */
 export function compileRules(
   rules: readonly Rule[],
   generic: ReadonlySet<string> = new Set(GENERIC_SEGMENTS),
-): (source: { name: string; protocol: string }, r: Reading, cleanPath?: string) => RuleResult {
+): (protocol: string, sourceName: string, r: Reading, cleanPath?: string) => RuleResult {
   const compiled = rules.map((rule) => {
     const glob = rule.match.browse_path;
     return {
@@ -86,11 +86,11 @@ export function compileRules(
     };
   });
   if (compiled.length === 0) return () => ({});
-  return (source, r, cleanPath) => {
+  return (protocol, sourceName, r, cleanPath) => {
     const out: RuleResult = {};
     for (const c of compiled) {
-      if (c.protocol !== undefined && c.protocol !== source.protocol) continue;
-      if (c.source !== undefined && c.source !== source.name) continue;
+      if (c.protocol !== undefined && c.protocol !== protocol) continue;
+      if (c.source !== undefined && c.source !== sourceName) continue;
       const byAddress = c.address ? c.address.exec(r.address) : null;
       if (c.address && !byAddress) continue;
       const path = c.fullPath ? r.browse_path : cleanPath ?? r.browse_path;

@@ -55,13 +55,16 @@ export interface HostSettings {
   workerUrl?: (protocol: string) => URL | undefined;
 }
 
-/** Where a Worker's dead letters go. */
+/**
+ * Where a Worker's dead letters go. A returned promise tells when the dead
+ * letter is stored (a Worker that waits for it, e.g. to ack a message, goes on then).
+ */
 export type DeadLetterHandler = (
   source: string,
   reason: string,
   item: string,
   detail?: Record<string, unknown>,
-) => void;
+) => unknown;
 
 /** Batches a Worker may have unanswered before it pauses. */
 export const WORKER_MAX_INFLIGHT = 128;
@@ -195,9 +198,16 @@ export class SourceHost {
           slot.backoffMs = BACKOFF_MIN_MS;
         }
         break;
-      case "dead_letter":
-        this.onDeadLetter(slot.config.name, msg.reason, msg.item, msg.detail);
+      case "dead_letter": {
+        const stored = this.onDeadLetter(slot.config.name, msg.reason, msg.item, msg.detail);
+        const id = msg.id;
+        if (id !== undefined) {
+          const done = () =>
+            slot.worker?.postMessage({ type: "dead_letter_stored", id } satisfies ToWorker);
+          Promise.resolve(stored).then(done, done);
+        }
         break;
+      }
       case "log":
         this.log[msg.level](msg.msg, { source: slot.config.name, ...msg.fields });
         break;

@@ -77,6 +77,8 @@ export class SourceKit {
   #currentCommit: Promise<boolean> | undefined;
   #creditWaiters: Array<() => void> = [];
   #closed = false;
+  #deadLetterIds = 0;
+  #deadLetterWaiters = new Map<number, () => void>();
 
   constructor(
     readonly opts: KitOptions,
@@ -185,6 +187,24 @@ export class SourceKit {
     this.post({ type: "dead_letter", reason, item, detail });
   }
 
+  /**
+   * The same, and resolves once the main thread has stored it (or logged why
+   * it could not), so a message is acknowledged only after its dead letter is safe.
+   */
+  deadLetterStored(reason: string, item: string, detail?: Record<string, unknown>): Promise<void> {
+    if (this.#closed) return Promise.resolve();
+    const id = ++this.#deadLetterIds;
+    const stored = new Promise<void>((resolve) => this.#deadLetterWaiters.set(id, resolve));
+    this.post({ type: "dead_letter", reason, item, detail, id });
+    return stored;
+  }
+
+  /** Handles a `dead_letter_stored` message from the main thread. */
+  deadLetterDone(id: number): void {
+    this.#deadLetterWaiters.get(id)?.();
+    this.#deadLetterWaiters.delete(id);
+  }
+
   /** Logs through the main thread's logger. */
   log(
     level: "debug" | "info" | "warning" | "error",
@@ -208,6 +228,8 @@ export class SourceKit {
     this.flush();
     this.#closed = true;
     for (const w of this.#creditWaiters.splice(0)) w();
+    for (const w of this.#deadLetterWaiters.values()) w();
+    this.#deadLetterWaiters.clear();
   }
 
   /** True after close(). */
@@ -244,6 +266,8 @@ export function runSourceWorker(
       await driver.start();
     } else if (msg.type === "committed") {
       kit?.committed(msg.batchId, msg.dropped);
+    } else if (msg.type === "dead_letter_stored") {
+      kit?.deadLetterDone(msg.id);
     } else if (msg.type === "stop") {
       try {
         // Ask the driver to stop, then release the kit (a driver waiting for

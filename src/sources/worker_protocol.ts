@@ -42,8 +42,14 @@ export interface Reading {
   unit?: string;
   signal_type?: string;
   context?: TagContext;
-  /** Browse path (OPC-UA) or other hierarchical name, used by normalization rules. */
+  /** Browse path (OPC-UA), topic (MQTT) or other hierarchical name, used by normalization rules. */
   browse_path?: string;
+  /**
+   * The protocol the reading came by when it is not its source's (`sparkplug`
+   * for Sparkplug B on an MQTT source): rules, quality tables and
+   * `source_protocol` use it.
+   */
+  protocol?: string;
   /** Protocol details; JSON text is taken as is (cheaper to post than an object). */
   metadata?: Record<string, unknown> | string;
 }
@@ -81,7 +87,9 @@ export type ToWorker =
   }
   | { type: "stop" }
   /** The batch is durable in the spool (or dropped by policy): credit returns. */
-  | { type: "committed"; batchId: number; dropped?: boolean };
+  | { type: "committed"; batchId: number; dropped?: boolean }
+  /** The dead letter `id` is stored (or its store failed and was logged): what waits for it may go on. */
+  | { type: "dead_letter_stored"; id: number };
 
 /** Messages from a Worker to the main thread. */
 export type FromWorker =
@@ -102,7 +110,14 @@ export type FromWorker =
     detail?: Record<string, unknown>;
     counters?: SourceCounters;
   }
-  | { type: "dead_letter"; reason: string; item: string; detail?: Record<string, unknown> }
+  | {
+    type: "dead_letter";
+    reason: string;
+    item: string;
+    detail?: Record<string, unknown>;
+    /** Set when the Worker waits for the store (`dead_letter_stored`), e.g. to ack a message. */
+    id?: number;
+  }
   | {
     type: "log";
     level: "debug" | "info" | "warning" | "error";

@@ -57,6 +57,8 @@ export function compileMessageReader(
     const readings = decoded.values.map((v): Reading => {
       const r: Reading = {
         address: topic,
+        // Rules' browse_path globs and the {browse_path} placeholder see the topic.
+        browse_path: topic,
         tag_name: v.name ?? tag.tag_name,
         value: v.value,
         quality_code: v.quality_code ?? 0,

@@ -121,6 +121,11 @@ function mqttDriver(cfg: MqttSourceConfig, kit: SourceKit): SourceDriver {
   /** Readings of one message: Sparkplug B on its namespace, else the payload rules. */
   function readingsOf(topic: string, payload: Uint8Array, flags: { qos: number; retain: boolean }) {
     if (!topic.startsWith(`${NAMESPACE}/`)) return read(topic, payload, flags);
+    if (payload.length > cfg.max_payload_bytes) {
+      const reason =
+        `payload of ${payload.length} bytes exceeds max_payload_bytes ${cfg.max_payload_bytes}`;
+      return { ok: false as const, reason };
+    }
     if (topic === ownState) {
       onOwnState(payload);
       return { ok: true as const, readings: [] };
@@ -175,21 +180,36 @@ function mqttDriver(cfg: MqttSourceConfig, kit: SourceKit): SourceDriver {
   }
 
   /**
+   * Sends a message no reader can use to the dead-letter store. A QoS 1/2
+   * message's ack waits until the dead letter is stored (returned promise).
+   */
+  function deadLetter(
+    reason: string,
+    topic: string,
+    payload: Uint8Array,
+    packet: IPublishPacket,
+  ): Promise<void> | undefined {
+    kit.counters.errors++;
+    const item = preview.decode(payload.subarray(0, PREVIEW_CHARS * 4)).slice(0, PREVIEW_CHARS);
+    const detail = {
+      topic,
+      qos: packet.qos,
+      retained: packet.retain === true,
+      bytes: payload.length,
+    };
+    if (packet.qos > 0) return kit.deadLetterStored(reason, item, detail);
+    kit.deadLetter(reason, item, detail);
+    return undefined;
+  }
+
+  /**
    * Emits a message's readings (or dead-letters it). Returns the promise its
    * acknowledgement waits for, or undefined when it may be acknowledged at once.
    */
   function handle(topic: string, payload: Uint8Array, packet: IPublishPacket) {
     const flags = { qos: packet.qos, retain: packet.retain === true };
     const res = readingsOf(topic, payload, flags);
-    if (!res.ok) {
-      kit.counters.errors++;
-      kit.deadLetter(
-        res.reason,
-        preview.decode(payload.subarray(0, PREVIEW_CHARS * 4)).slice(0, PREVIEW_CHARS),
-        { topic, qos: flags.qos, retained: flags.retain, bytes: payload.length },
-      );
-      return undefined;
-    }
+    if (!res.ok) return deadLetter(res.reason, topic, payload, packet);
     for (const r of res.readings) kit.emit(r);
     let commit: Promise<void> | undefined;
     const commitOnce = () => commit ??= committed(topic);
@@ -210,13 +230,7 @@ function mqttDriver(cfg: MqttSourceConfig, kit: SourceKit): SourceDriver {
     try {
       return handle(topic, payload, packet);
     } catch (e) {
-      kit.counters.errors++;
-      kit.deadLetter(
-        `handling the message failed: ${e}`,
-        preview.decode(payload.subarray(0, 4096)),
-        { topic, qos: packet.qos },
-      );
-      return undefined;
+      return deadLetter(`handling the message failed: ${e}`, topic, payload, packet);
     }
   }
 

@@ -140,6 +140,7 @@ export function metricReading(m: MetricReadingInput): Reading {
   const code = propQuality ?? (m.isNull ? SPARKPLUG_QUALITY.bad : SPARKPLUG_QUALITY.good);
   const r: Reading = {
     address: addressOf(m.origin, m.name),
+    protocol: "sparkplug",
     tag_name: m.name,
     value: m.isNull ? null : m.value,
     value_type: valueTypeOf(m.datatype),
@@ -185,6 +186,7 @@ export function staleReading(
 ): Reading {
   const r: Reading = {
     address: addressOf(origin, name),
+    protocol: "sparkplug",
     tag_name: name,
     value: null,
     value_type: valueTypeOf(datatype),
