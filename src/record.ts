@@ -169,10 +169,16 @@ export const COLUMNS: readonly Column[] = [
   },
 ];
 
-/** Delta `CREATE TABLE` statement for the record schema. */
+/** A Databricks SQL identifier, in backticks unless it is a plain word (`my-cat` → \`my-cat\`). */
+function sqlName(part: string): string {
+  return /^[A-Za-z_]\w*$/.test(part) ? part : `\`${part.replaceAll("`", "``")}\``;
+}
+
+/** Delta `CREATE TABLE` statement for the record schema (`catalog.schema.table`). */
 export function createTableSql(
-  fullName = "main.iot_data.sensor_readings",
+  name = "main.iot_data.sensor_readings",
 ): string {
+  const fullName = name.split(".").map(sqlName).join(".");
   const cols = COLUMNS.map((c) =>
     `  ${c.name} ${c.sql}${c.nullable ? "" : " NOT NULL"} COMMENT '${
       c.comment.replaceAll("'", "\\'")

@@ -280,6 +280,17 @@ Deno.test("cli: schema prints the CREATE TABLE with every column of COLUMNS, in 
     assertEquals(b.stdout, "", `--table ${bad} prints no SQL`);
     assert(b.stderr.includes("--table must be CATALOG.SCHEMA.TABLE"), show(b));
   }
+
+  const proto = await cli(["schema", "--proto"]);
+  assertEquals(proto.code, 0, show(proto));
+  assert(proto.stdout.includes('syntax = "proto2";\n'), show(proto));
+  const fields = [...proto.stdout.matchAll(/^ {2}optional \w+ (\w+) = (\d+);$/gm)];
+  assertEquals(
+    fields.map((m) => m[1]),
+    COLUMNS.map((c) => c.name),
+    "one field per column, in order",
+  );
+  assertEquals(fields.map((m) => Number(m[2])), COLUMNS.map((_, i) => i + 1));
 });
 
 /** A config whose client_secret is `${credential:zerobus.client_secret}`. */

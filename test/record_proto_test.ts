@@ -68,3 +68,14 @@ Deno.test("record proto: the DDL and the message describe the same columns", () 
   const ddl = createTableSql("a.b.c");
   for (const c of COLUMNS) assertEquals(ddl.includes(`  ${c.name} ${c.sql}`), true, c.name);
 });
+
+Deno.test("record schema: names that are not plain words are quoted for Databricks SQL", () => {
+  assertEquals(
+    createTableSql("my-cat.iot.t1").split(" (")[0],
+    "CREATE TABLE IF NOT EXISTS `my-cat`.iot.t1",
+  );
+  assertEquals(
+    createTableSql("main.iot.t").split(" (")[0],
+    "CREATE TABLE IF NOT EXISTS main.iot.t",
+  );
+});

@@ -132,6 +132,10 @@ function mqttDriver(cfg: MqttSourceConfig, kit: SourceKit): SourceDriver {
     }
     const token = flags.qos > 0 ? ++nextToken : undefined;
     const out = sparkplug.handle(topic, payload, Date.now(), token);
+    // Commands, DEATHs of unknown or older sessions, ...: decoded, no readings.
+    if (out.ignored !== undefined) {
+      kit.log("debug", "Sparkplug message without readings", { topic, reason: out.ignored });
+    }
     let held: Promise<void> | undefined;
     if (out.buffered && token !== undefined) {
       held = new Promise<void>((resolve) =>
