@@ -667,12 +667,15 @@ normalization:
       set: {plant: p1}
     - match: {address: "^y"}
       set: {}
+    - match: {address: "^z"}
+      set: {value_type: bool}
 `)),
     [
       "normalization.rules[0].set.plant: unknown key",
       // the allowed keys are named too, which is what a user needs after a typo
-      "normalization.rules[0].set: set at least one of site, area, line, equipment, tag_name, signal_type, unit",
-      "normalization.rules[1].set: set at least one of site, area, line, equipment, tag_name, signal_type, unit",
+      "normalization.rules[0].set: set at least one of site, area, line, equipment, tag_name, signal_type, unit, value_type",
+      "normalization.rules[1].set: set at least one of site, area, line, equipment, tag_name, signal_type, unit, value_type",
+      "normalization.rules[2].set.value_type: must be int or float (numeric text of matching tags becomes a number)",
     ],
   );
 });

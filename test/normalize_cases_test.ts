@@ -281,6 +281,33 @@ const CASES: Case[] = [
     expect: { quality: "good" },
   },
   {
+    name: "numeric text becomes a number when a rule says so",
+    protocol: "mqtt",
+    settings: {
+      rules: [{ match: { address: "^legacy/" }, set: { value_type: "float" } }],
+    },
+    reading: { address: "legacy/tank1/level", tag_name: "level", value: " 42.5" },
+    expect: { value_num: 42.5, value_str: null, value_type: "float" },
+  },
+  {
+    name: "numeric text stays text without a rule",
+    protocol: "mqtt",
+    settings: {
+      rules: [{ match: { address: "^legacy/" }, set: { value_type: "float" } }],
+    },
+    reading: { address: "modern/tank1/level", tag_name: "level", value: "42.5" },
+    expect: { value_num: null, value_str: "42.5", value_type: "string" },
+  },
+  {
+    name: "a value_type rule leaves text that is not a number as text",
+    protocol: "mqtt",
+    settings: {
+      rules: [{ match: { address: "^legacy/" }, set: { value_type: "int" } }],
+    },
+    reading: { address: "legacy/tank1/state", tag_name: "state", value: "FILLING" },
+    expect: { value_num: null, value_str: "FILLING", value_type: "string" },
+  },
+  {
     name: "mqtt source decided quality",
     protocol: "mqtt",
     reading: { address: "sensors/x", tag_name: "x", quality_code: 0, quality: "uncertain" },

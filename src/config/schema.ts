@@ -191,6 +191,7 @@ export const RULE_FIELDS = [
   "tag_name",
   "signal_type",
   "unit",
+  "value_type",
 ] as const;
 
 /** A routing/context rule: records matching every given key get the `set` values. */
@@ -204,10 +205,14 @@ export const ruleSchema = z.strictObject({
     browse_path: z.string().min(1).optional(),
   }),
   /** Fields to set; `$1`, `$<name>` insert capture groups of the address (else browse path) match. */
+  /** `value_type: int | float` makes numeric text of matching tags a number. */
   set: z.partialRecord(z.enum(RULE_FIELDS), z.string()).refine(
     (set) => Object.keys(set).length > 0,
     "set at least one of " + RULE_FIELDS.join(", "),
-  ),
+  ).refine((set) => set.value_type === undefined || ["int", "float"].includes(set.value_type), {
+    path: ["value_type"],
+    message: "must be int or float (numeric text of matching tags becomes a number)",
+  }),
 });
 
 const contextValue = z.string().min(1).optional();

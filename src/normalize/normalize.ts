@@ -172,6 +172,8 @@ interface TagEntry {
     | "signal_type"
     | "unit"
   >;
+  /** A rule's `value_type` for text values (numeric text becomes a number). */
+  textAs?: "int" | "float";
   /** The same fields as JSON members, with a leading comma. */
   json: string;
   /** The same fields as protobuf fields (built on first use). */
@@ -251,6 +253,7 @@ export function createNormalizer(settings: NormalizeSettings): Normalizer {
       ctxIn: contextKey(r.context),
       browseIn: r.browse_path,
       fields,
+      textAs: ruled.value_type as "int" | "float" | undefined,
       json,
       incomplete,
     };
@@ -288,9 +291,16 @@ export function createNormalizer(settings: NormalizeSettings): Normalizer {
       ? r.metadata
       : JSON.stringify(r.metadata);
 
+  /** The typed value; a rule's `value_type` (int or float) turns numeric text into a number. */
+  const valueOf = (e: TagEntry, r: Reading) =>
+    typeValue(
+      r.value,
+      e.textAs !== undefined && typeof r.value === "string" ? e.textAs : r.value_type,
+    );
+
   const normalize = ((source: SourceInfo, r: Reading, ingest: number): NormalizedRecord => {
     const e = entryFor(source, r);
-    const typed = typeValue(r.value, r.value_type);
+    const typed = valueOf(e, r);
     return {
       event_time: r.event_time ?? ingest,
       ingest_time: ingest,
@@ -307,7 +317,7 @@ export function createNormalizer(settings: NormalizeSettings): Normalizer {
 
   normalize.row = (source: SourceInfo, r: Reading, ingest: number, recordId: string): string => {
     const e = entryFor(source, r);
-    const t = typeValue(r.value, r.value_type);
+    const t = valueOf(e, r);
     return `{"record_id":"${recordId}","event_time":${
       r.event_time ?? ingest
     },"ingest_time":${ingest}` +
@@ -331,7 +341,7 @@ export function createNormalizer(settings: NormalizeSettings): Normalizer {
       writeRecordFields(writer, e.fields);
       e.proto = writer.take();
     }
-    const t = typeValue(r.value, r.value_type);
+    const t = valueOf(e, r);
     writeRecordFields(writer, {
       record_id: recordId,
       event_time: r.event_time ?? ingest,

@@ -14,7 +14,8 @@ export type RuleField =
   | "equipment"
   | "tag_name"
   | "signal_type"
-  | "unit";
+  | "unit"
+  | "value_type";
 
 /** One rule as configured (`normalization.rules[]`). */
 export interface Rule {
