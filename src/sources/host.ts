@@ -199,6 +199,7 @@ export class SourceHost {
         }
         break;
       case "dead_letter": {
+        st.counters = msg.counters;
         const stored = this.onDeadLetter(slot.config.name, msg.reason, msg.item, msg.detail);
         const id = msg.id;
         if (id !== undefined) {

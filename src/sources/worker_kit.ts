@@ -184,7 +184,7 @@ export class SourceKit {
 
   /** Sends an item no parser can read to the dead-letter store, with the reason. */
   deadLetter(reason: string, item: string, detail?: Record<string, unknown>): void {
-    this.post({ type: "dead_letter", reason, item, detail });
+    this.post({ type: "dead_letter", reason, item, detail, counters: { ...this.counters } });
   }
 
   /**
@@ -195,7 +195,7 @@ export class SourceKit {
     if (this.#closed) return Promise.resolve();
     const id = ++this.#deadLetterIds;
     const stored = new Promise<void>((resolve) => this.#deadLetterWaiters.set(id, resolve));
-    this.post({ type: "dead_letter", reason, item, detail, id });
+    this.post({ type: "dead_letter", reason, item, detail, id, counters: { ...this.counters } });
     return stored;
   }
 

@@ -117,6 +117,8 @@ export type FromWorker =
     detail?: Record<string, unknown>;
     /** Set when the Worker waits for the store (`dead_letter_stored`), e.g. to ack a message. */
     id?: number;
+    /** The source's counters after this dead letter (its errors count it). */
+    counters: SourceCounters;
   }
   | {
     type: "log";
