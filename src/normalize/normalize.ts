@@ -89,7 +89,6 @@ const SIGNAL_BY_UNIT: Record<string, string> = {
   "kv": "voltage",
   "mm/s": "vibration",
   "g": "vibration",
-  "%": "level",
   "hz": "frequency",
   "kwh": "energy",
 };
@@ -118,13 +117,19 @@ function nameWords(name: string): string[] {
   return name.replace(/([a-z])([A-Z])/g, "$1 $2").toLowerCase().match(/[a-z]+/g) ?? [];
 }
 
-/** Infers the signal type from the unit, then from words in the tag name, else `value`. */
+/**
+ * Infers the signal type from the unit, then from words in the tag name, else
+ * `value`. `%` is a level when the name says so (level, fill), else `percent`
+ * (valve position, load, humidity).
+ */
 export function inferSignalType(unit: string | undefined, tagName: string): string {
-  if (unit) {
-    const byUnit = SIGNAL_BY_UNIT[unit.trim().toLowerCase()];
+  const u = unit?.trim().toLowerCase();
+  const words = nameWords(tagName);
+  if (u === "%") return words.some((w) => /^(level|lvl$|fill)/.test(w)) ? "level" : "percent";
+  if (u) {
+    const byUnit = SIGNAL_BY_UNIT[u];
     if (byUnit) return byUnit;
   }
-  const words = nameWords(tagName);
   for (const [re, type] of SIGNAL_WORDS) if (words.some((w) => re.test(w))) return type;
   return "value";
 }
