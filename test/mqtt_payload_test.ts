@@ -212,3 +212,19 @@ Deno.test("mqtt payload: timestamps in every unit", () => {
     assertEquals(parseTimestamp(bad), undefined, `${bad}`);
   }
 });
+
+Deno.test("mqtt payload: a timestamp without an offset is UTC, whatever the machine's zone", async () => {
+  const script = `import { parseTimestamp } from ${
+    JSON.stringify(import.meta.resolve("../src/sources/mqtt/payload.ts"))
+  };
+console.log(JSON.stringify(["2024-05-06T07:08:09.250", "2024-05-06 07:08:09.250"].map(parseTimestamp)));`;
+  const out = await new Deno.Command(Deno.execPath(), {
+    args: ["eval", script],
+    env: { TZ: "Asia/Tokyo" },
+    stdout: "piped",
+    stderr: "inherit",
+  }).output();
+  assertEquals(out.code, 0);
+  const us = 1714979289250 * 1000;
+  assertEquals(JSON.parse(new TextDecoder().decode(out.stdout)), [us, us]);
+});

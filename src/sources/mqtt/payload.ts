@@ -224,16 +224,20 @@ function applyQuality(out: PayloadValue, q: unknown): string | undefined {
 const ISO_8601 = /^\d{4}-\d{2}-\d{2}([T ]\d{2}:\d{2}(:\d{2}(\.\d+)?)?(Z|[+-]\d{2}:?\d{2})?)?$/;
 
 /**
- * Microseconds since the epoch from ISO 8601 text or an epoch number (or
- * numeric text): below 1e11 seconds, below 1e14 milliseconds, below 1e17
+ * Microseconds since the epoch from ISO 8601 text (UTC when it has no
+ * offset) or an epoch number (or numeric text): below 1e11 seconds, below 1e14 milliseconds, below 1e17
  * microseconds, else nanoseconds. Undefined when it is neither.
  */
 export function parseTimestamp(ts: unknown): number | undefined {
   if (typeof ts === "string") {
     const t = ts.trim();
     if (/^\d+(\.\d+)?$/.test(t)) return parseTimestamp(Number(t));
-    if (!ISO_8601.test(t)) return undefined;
-    const ms = Date.parse(t);
+    const iso = ISO_8601.exec(t);
+    if (!iso) return undefined;
+    // A time without an offset is UTC (as Telegraf's default), never the agent machine's zone.
+    const ms = Date.parse(
+      iso[1] !== undefined && iso[4] === undefined ? `${t.replace(" ", "T")}Z` : t,
+    );
     return Number.isNaN(ms) ? undefined : ms * 1000;
   }
   if (typeof ts !== "number" || !Number.isFinite(ts) || ts < 0) return undefined;
