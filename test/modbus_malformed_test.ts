@@ -3,7 +3,8 @@
  * 127.0.0.1 answers read requests with MBAP frames broken on purpose (a fault
  * a real server cannot produce on demand). The source in its real Worker
  * under the real host counts them, logs once per burst, gives quality 258 to
- * the affected tags, does not crash and recovers the connection.
+ * the affected tags, does not crash and recovers the connection. An answer
+ * with a transaction id that does not match costs one poll, never more.
  */
 import { assert, assertEquals } from "./assert.ts";
 import { freePort, type Row, runSourceUnderHost, waitFor } from "./helpers.ts";
@@ -11,10 +12,18 @@ import { loadConfigText } from "../src/config/load.ts";
 import { createLogger } from "../src/log.ts";
 import { splitRows } from "../src/sinks/zerobus/wire.ts";
 import { SourceHost } from "../src/sources/host.ts";
-import { MODBUS_BAD_RESPONSE_CODE } from "../src/sources/modbus/readings.ts";
+import { MODBUS_BAD_RESPONSE_CODE, MODBUS_TIMEOUT_CODE } from "../src/sources/modbus/readings.ts";
 
 /** How the server answers one request. */
-type Answer = "ok" | "byte_count" | "short_mbap" | "long_mbap" | "function_code" | "bad_crc";
+type Answer =
+  | "ok"
+  | "byte_count"
+  | "short_mbap"
+  | "long_mbap"
+  | "function_code"
+  | "bad_crc"
+  | "wrong_tid"
+  | "stale_tid";
 
 /** The value every register holds. */
 const VALUE = 4711;
@@ -46,6 +55,10 @@ function answer(how: Answer, tid: number, unit: number, count: number): Uint8Arr
       return mbap(tid, unit, pdu, pdu.length + 11);
     case "function_code": // FC 4 in answer to FC 3
       return mbap(tid, unit, [4, ...pdu.slice(1)]);
+    case "wrong_tid": // a transaction id the client never sent
+      return mbap((tid + 0x4000) & 0xffff, unit, pdu);
+    case "stale_tid": // the id of the previous, already answered request
+      return mbap((tid - 1) & 0xffff, unit, pdu);
     case "bad_crc":
       throw new Error("bad_crc is an RTU fault");
   }
@@ -243,6 +256,42 @@ Deno.test("modbus malformed frames: a bad CRC over RTU is counted and gives qual
       "the malformed frame counter",
     );
     assertEquals(run.host.status().plc.restarts, 0);
+  } finally {
+    await run.stop();
+    await server.stop();
+  }
+});
+
+Deno.test("modbus malformed frames: an answer with a wrong transaction id costs one poll, the next is good", async () => {
+  const port = freePort();
+  // Polls 1-2 good, 3 a foreign id, 4-5 good, 6 the id of poll 5 again, then good.
+  const script: Answer[] = ["ok", "ok", "wrong_tid", "ok", "ok", "stale_tid"];
+  const server = rawServer(port, script);
+  const run = await runSourceUnderHost(`sources:
+  - name: plc
+    protocol: modbus
+    endpoint: modbus://127.0.0.1:${port}
+    polling_interval_ms: 100
+    # 1 s: a stalled machine must not turn a good poll into a timeout.
+    timeout_ms: 1000
+    registers:
+      - {address: 0, count: 2, type: holding, data_type: int16, name: w}
+`);
+  try {
+    const w0 = () => run.rows.filter((r) => r.address === "1/holding/0");
+    await waitFor(() => w0().length >= script.length + 3, `${script.length + 3} polls`, 20_000);
+    // One row per poll, in poll order: the polls answered with a wrong id, and only they, are bad.
+    const polls = w0().slice(0, script.length + 3);
+    const bad = polls.flatMap((r, i) => r.quality === "good" ? [] : [i]);
+    assertEquals(bad, [2, 5], polls.map((r) => `${r.quality}/${r.quality_code}`).join(" "));
+    for (const i of bad) {
+      // The client ignores the foreign answer and waits for its own, which never comes.
+      assertEquals([polls[i].quality_code, polls[i].value_num], [MODBUS_TIMEOUT_CODE, null]);
+      assertEquals([polls[i + 1].quality, polls[i + 1].value_num], ["good", VALUE], "next poll");
+    }
+    assert(polls.every((r, i) => bad.includes(i) || r.value_num === VALUE), "good values");
+    const st = run.host.status().plc;
+    assertEquals([st.state, st.restarts], ["connected", 0], "no crash, connected");
   } finally {
     await run.stop();
     await server.stop();

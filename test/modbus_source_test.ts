@@ -8,6 +8,7 @@ import { assert, assertEquals } from "./assert.ts";
 import { freePort, latestByAddress, runSourceUnderHost, waitFor } from "./helpers.ts";
 import { float32Words, startModbusSimulator } from "../src/simulator/modbus_server.ts";
 import { MODBUS_DISCONNECTED_CODE, MODBUS_TIMEOUT_CODE } from "../src/sources/modbus/readings.ts";
+import type { PollFigures } from "../src/sources/modbus/poll_stats.ts";
 
 const runSource = runSourceUnderHost;
 const latest = latestByAddress;
@@ -160,6 +161,79 @@ Deno.test("modbus source: an illegal address gives quality bad with exception co
   }
 });
 
+/** Exception codes a device or gateway answers with, and the text `modbus-serial` gives each. */
+const EXCEPTIONS: Array<[number, RegExp]> = [
+  [1, /Illegal function/],
+  [2, /Illegal data address/],
+  [6, /busy/],
+  [10, /Gateway path unavailable/],
+  [11, /Gateway target device failed to respond/],
+];
+
+Deno.test("modbus source: every exception code gives quality bad with that code on every tag of the unit", async (t) => {
+  const port = freePort();
+  const sim = await startModbusSimulator({ port });
+  const run = await runSource(
+    source(
+      port,
+      `      - {address: 0, type: holding, data_type: float32, name: temp}
+      - {address: 0, type: holding, data_type: float32, byte_order: CDAB, unit_id: 2, name: level}
+      - {address: 2, type: holding, data_type: int16, unit_id: 2, name: trim}
+      - {address: 0, type: coil, unit_id: 2, name: pump}
+`,
+      // The healthy unit gets 1 s so a stalled machine does not read as a device timeout.
+      "    slaves:\n      - {unit_id: 1, timeout_ms: 1000}\n",
+    ),
+  );
+  // Unit 2's tags and their value types, which bad rows carry too.
+  const types: Record<string, string> = {
+    "2/holding/0": "float",
+    "2/holding/2": "int",
+    "2/coil/0": "bool",
+  };
+  const unit2 = Object.keys(types);
+  try {
+    for (const [code, text] of EXCEPTIONS) {
+      await t.step(`exception ${code}`, async () => {
+        sim.setException(2, code);
+        const from = run.rows.length;
+        // Rows of a poll that started before the switch may still carry the old answer.
+        const seen = await waitFor(() => {
+          const m = latest(run.rows, from);
+          const all = unit2.every((a) => m.get(a)?.quality_code === code);
+          return all && m.has("1/holding/0") ? m : undefined;
+        }, `exception ${code} on every tag of unit 2, and a row of unit 1`);
+        for (const a of unit2) {
+          const r = seen.get(a)!;
+          assertEquals([r.quality, r.value_num, r.value_bool, r.value_type], [
+            "bad",
+            null,
+            null,
+            types[a],
+          ], a);
+          const error = JSON.parse(r.metadata as string).error as string;
+          assert(text.test(error), `${a}: ${error}`);
+        }
+        const healthy = run.rows.slice(from).filter((r) => r.address === "1/holding/0");
+        for (const r of healthy) {
+          assertEquals([r.quality, r.quality_code, r.value_num], ["good", 0, 12.5], "unit 1");
+        }
+      });
+    }
+    sim.setException(2, undefined);
+    const from = run.rows.length;
+    const back = await waitFor(() => {
+      const m = latest(run.rows, from);
+      return unit2.every((a) => m.get(a)?.quality === "good") ? m : undefined;
+    }, "unit 2 good again");
+    assertEquals(back.get("2/holding/0")!.value_num, 99.5);
+    assertEquals(run.host.status().plc.state, "connected");
+  } finally {
+    await run.stop();
+    await sim.stop();
+  }
+});
+
 Deno.test("modbus source: reconnects after the server restarts on the same port", async () => {
   const port = freePort();
   let sim = await startModbusSimulator({ port });
@@ -247,6 +321,21 @@ Deno.test("modbus source: a silent unit does not slow a healthy one, backs off a
     for (const r of silent) {
       assertEquals([r.quality, r.quality_code, r.value_num], ["bad", MODBUS_TIMEOUT_CODE, null]);
     }
+    // The healthy unit's rate holds: a poll that runs past the next grid tick misses it
+    // (counted by the source). A poll of unit 2 ends after its own 150 ms timeout, inside
+    // the 200 ms interval; waiting the source's 1000 ms instead misses 4 to 5 ticks per
+    // poll of unit 2 however idle the machine, while an overloaded machine (16 busy loops
+    // on 2 cores) missed at most 3 in all. The status is up to 1 s older than the rows.
+    const group = await waitFor(() => {
+      const g = (run.host.status().plc.detail as { poll_groups?: PollFigures[] }).poll_groups;
+      return g?.[0] && g[0].polls >= 12 ? g[0] : undefined;
+    }, "poll figures in the status");
+    const silentPolls = of("2/holding/0").length;
+    assert(
+      group.missed < 2 * silentPolls,
+      `${group.missed} ticks missed in ${group.polls} polls with ${silentPolls} polls of ` +
+        `the silent unit: its timeout holds up the healthy one`,
+    );
     assertEquals(run.host.status().plc.state, "connected");
 
     sim.setSilent(2, false);

@@ -22,7 +22,8 @@
  * | 2    | coil     | 0       | true                                   |
  *
  * For tests a unit can be made silent (requests to it get no answer at all) or
- * slow (answers after a delay), with `setSilent` and `setDelay`, and
+ * slow (answers after a delay), with `setSilent` and `setDelay`, or made to
+ * answer every read with one exception code (`setException`), and
  * `readsAt(unit, table, address)` counts the reads that started at an address.
  * For benchmarks `layout` gives more units and larger tables (all zero beyond
  * the map above).
@@ -171,6 +172,11 @@ export interface ModbusSimulator {
   setSilent(unit: number, silent: boolean): void;
   /** Answers of `unit` wait `ms` (0: none); later requests of other units are not held up. */
   setDelay(unit: number, ms: number): void;
+  /**
+   * Every read of `unit` is answered with exception `code` (1..255, e.g. 1
+   * illegal function, 6 busy, 10 gateway path unavailable); undefined: served again.
+   */
+  setException(unit: number, code: number | undefined): void;
   /** Requests served so far (reads of any table; one per bit for coils and discrete inputs). */
   readonly requests: number;
   /** Reads of `unit`'s `table` that started at `address` so far. */
@@ -194,6 +200,7 @@ export async function startModbusSimulator(
   const starts = new Map<string, number>();
   const silent = new Set<number>();
   const delays = new Map<number, number>();
+  const exceptions = new Map<number, number>();
   const timers = new Set<ReturnType<typeof setTimeout>>();
 
   /** `value` later: after `unit`'s delay, or never when it is silent; else undefined. */
@@ -226,6 +233,8 @@ export async function startModbusSimulator(
   }
 
   function span<K extends keyof UnitMemory>(unit: number, name: K, addr: number, n: number) {
+    const code = exceptions.get(unit);
+    if (code !== undefined) throw exception(code, `unit ${unit} set to answer exception ${code}`);
     const values = memory.read(unit, name, addr, n);
     requests++;
     const key = `${unit}/${name}/${addr}`;
@@ -266,6 +275,13 @@ export async function startModbusSimulator(
       else silent.delete(unit);
     },
     setDelay: (unit, ms) => void delays.set(unit, ms),
+    setException(unit, code) {
+      if (code === undefined) return void exceptions.delete(unit);
+      if (!Number.isInteger(code) || code < 1 || code > 255) {
+        throw new RangeError(`a Modbus exception code is 1..255, got ${code}`);
+      }
+      exceptions.set(unit, code);
+    },
     get requests() {
       return requests;
     },

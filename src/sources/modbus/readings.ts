@@ -48,9 +48,14 @@ export function errorText(err: unknown): string {
   return typeof e?.message === "string" ? e.message : String(err);
 }
 
-function valueTypeOf(tag: ModbusTag, value: unknown): ValueType {
-  if (typeof value === "boolean") return "bool";
-  if (typeof value === "string") return "string";
+/**
+ * The value type of a tag's readings, from its table and data type (also for
+ * bad readings without a value): bool for bits, string, int for integer types
+ * with integral scale and offset, float otherwise.
+ */
+export function tagValueType(tag: ModbusTag): ValueType {
+  if (isBitTable(tag.table) || tag.format.dataType === "bool") return "bool";
+  if (tag.format.dataType === "string") return "string";
   const integral = isIntegerType(tag.format.dataType) &&
     Number.isInteger(tag.scale ?? 1) && Number.isInteger(tag.offset ?? 0);
   return integral ? "int" : "float";
@@ -90,13 +95,14 @@ export function readingsOf(
       return {
         ...baseOf(tag, eventTime),
         value,
-        value_type: valueTypeOf(tag, value),
+        value_type: tagValueType(tag),
         quality_code: 0,
       };
     } catch (e) {
       return {
         ...baseOf(tag, eventTime),
         value: null,
+        value_type: tagValueType(tag),
         quality_code: MODBUS_BAD_RESPONSE_CODE,
         metadata: { error: errorText(e) },
       };
@@ -114,6 +120,7 @@ export function failedReadings(
   return req.tags.map((tag) => ({
     ...baseOf(tag, eventTime),
     value: null,
+    value_type: tagValueType(tag),
     quality_code: code,
     metadata: { error },
   }));

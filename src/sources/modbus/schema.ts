@@ -127,29 +127,48 @@ function spanOf(r: Record<string, unknown>): [number, number] | undefined {
   return [r.address, r.address + count];
 }
 
-/** Rejects entries of one unit and table that read the same registers (bits of one register may share it). */
-function checkOverlaps(registers: unknown, ctx: z.RefinementCtx): void {
-  if (!Array.isArray(registers)) return;
-  const seen: Array<{ key: string; span: [number, number]; index: number; bit: boolean }> = [];
+/** Where a register entry reads: unit, table, registers and the one bit, if any. */
+interface Footprint {
+  index: number;
+  unit: unknown;
+  type: string;
+  span: [number, number];
+  bit?: number;
+}
+
+/** True when two entries read a common register, other than different bits of it. */
+function clash(a: Footprint, b: Footprint): boolean {
+  if (a.unit !== b.unit || a.type !== b.type) return false;
+  if (a.span[1] <= b.span[0] || b.span[1] <= a.span[0]) return false;
+  return a.bit === undefined || b.bit === undefined || a.bit === b.bit;
+}
+
+const extent = (f: Footprint) =>
+  `${f.span[0]}..${f.span[1] - 1}${f.bit === undefined ? "" : ` bit ${f.bit}`}`;
+
+/**
+ * Rejects entries of one unit and table that read the same registers; entries
+ * without `unit_id` are on `slaveId`. Different bits of one register may share it.
+ */
+function checkOverlaps(registers: unknown[], slaveId: unknown, ctx: z.RefinementCtx): void {
+  const seen: Footprint[] = [];
   registers.forEach((item, index) => {
     if (typeof item !== "object" || item === null) return;
     const r = item as Record<string, unknown>;
     const span = spanOf(r);
     if (!span) return;
-    const key = `${r.unit_id ?? "default"}/${r.type}`;
-    const bit = r.bit !== undefined;
-    const other = seen.find((s) =>
-      s.key === key && s.span[0] < span[1] && span[0] < s.span[1] && !(bit && s.bit)
-    );
+    const bit = typeof r.bit === "number" ? r.bit : undefined;
+    const here = { index, unit: r.unit_id ?? slaveId, type: r.type as string, span, bit };
+    const other = seen.find((s) => clash(s, here));
     if (other) {
       ctx.addIssue({
         code: "custom",
-        path: [index, "address"],
-        message: `${r.type} ${span[0]}..${span[1] - 1} overlaps registers[${other.index}] ` +
-          `(${other.span[0]}..${other.span[1] - 1})`,
+        path: ["registers", index, "address"],
+        message: `${r.type} ${extent(here)} overlaps registers[${other.index}] ` +
+          `(${extent(other)}) on unit ${here.unit}`,
       });
     }
-    seen.push({ key, span, index, bit });
+    seen.push(here);
   });
 }
 
@@ -305,14 +324,16 @@ function checkSerial(s: Record<string, unknown>, ctx: z.RefinementCtx): void {
 }
 
 /**
- * Checks across keys of a Modbus source entry: every `poll_group` a register
- * names is defined in `poll_groups`, and `deadband` is only set where report
- * by exception is on.
+ * Checks across keys of a Modbus source entry: no two register entries read
+ * the same registers of a unit (`unit_id` or `slave_id`), every `poll_group` a
+ * register names is defined in `poll_groups`, and `deadband` is only set where
+ * report by exception is on.
  */
 export function checkModbus(source: unknown, ctx: z.RefinementCtx): void {
   const s = source as Record<string, unknown> | null;
   if (s && typeof s === "object") checkSerial(s, ctx);
   if (!s || !Array.isArray(s.registers)) return;
+  checkOverlaps(s.registers, s.slave_id ?? 1, ctx);
   const groups = new Map<string, Record<string, unknown>>();
   if (Array.isArray(s.poll_groups)) {
     for (const g of s.poll_groups) {
@@ -350,7 +371,7 @@ export const modbusFields = {
   ),
   /** Unit id; 0 is broadcast. */
   slave_id: int().min(0).max(247).default(1),
-  registers: z.array(modbusRegisterSchema).min(1).superRefine(checkOverlaps, { when: () => true }),
+  registers: z.array(modbusRegisterSchema).min(1),
   polling_interval_ms: int().min(1).max(86_400_000).default(1000),
   /** How long to wait for each response (and for connecting); per unit in `slaves`. */
   timeout_ms: int().min(1).max(600_000).default(1000),
