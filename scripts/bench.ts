@@ -7,7 +7,9 @@
  *    spool and the Zerobus client into the same stand-in (agent in its own
  *    process; records/s from its acked counter, peak RSS from /proc).
  * 3. latency: the same at 10,000 records/s; p50/p99 from append to durable ack.
- * 4. normalization alone (reading to JSON row, as a source Worker does it), one core.
+ * 4. normalization alone (reading to JSON row, as a source Worker does it), one core,
+ *    with rules and a quality mapping: steady state (tags cached, JSON and proto
+ *    rows) and first pass (every record a new tag).
  * 5. per protocol (`bench_<protocol>.ts`): the agent against the simulator's servers.
  *
  * `--only core,modbus,...` picks sections. Prints progress on stderr and one
@@ -23,7 +25,10 @@ import {
   encodeCreateStream,
   EPHEMERAL_STREAM_PATH,
 } from "../src/sinks/zerobus/wire.ts";
-import { createNormalizer } from "../src/normalize/normalize.ts";
+import { createNormalizer, type SourceInfo } from "../src/normalize/normalize.ts";
+import type { Rule } from "../src/normalize/rules.ts";
+import type { QualityTable } from "../src/normalize/quality.ts";
+import type { Reading } from "../src/sources/worker_protocol.ts";
 import { createGeneratorModel } from "../src/sources/generator/models.ts";
 import { recordIdFactory } from "../src/record.ts";
 import { cpuSeconds, freePort, machineLine, rssPeakMb, type StandInAddress } from "./bench_kit.ts";
@@ -207,23 +212,152 @@ backpressure: { disk_spool: { max_size_mb: 4000 } }
   }
 }
 
-function normalizationRate(): number {
-  const { normalize, next } = benchParts();
-  const readings = Array.from({ length: 10_000 }, () => next(Date.now() * 1000));
-  const src = {
-    name: "bench",
-    protocol: "generator",
-    endpoint: "generator://bench",
-    context: { site: "Columbus", area: "Press Shop", line: "Line-3", equipment: "Press 1" },
-  };
-  const id = recordIdFactory();
-  let n = 0;
-  const t0 = performance.now();
-  while (performance.now() - t0 < 2000) {
-    for (const r of readings) normalize.row(src, r, 1, id());
-    n += readings.length;
+/** Normalization rules as a plant would write them: browse-path globs and address regexes with captures. */
+const BENCH_RULES: Rule[] = [
+  {
+    match: { protocol: "opcua", browse_path: "Objects/*/*/*/*/*" },
+    set: { site: "$1", area: "$2", line: "$3", equipment: "$4", tag_name: "$5" },
+  },
+  {
+    match: {
+      protocol: "mqtt",
+      address: "^(?<site>[^/]+)/(?<line>[^/]+)/(?<equipment>[^/]+)/(?<tag>[^/]+)$",
+    },
+    set: { site: "$<site>", line: "$<line>", equipment: "$<equipment>", tag_name: "$<tag>" },
+  },
+  { match: { protocol: "mqtt", address: "/(temp|oil_temp)[^/]*$" }, set: { unit: "°C" } },
+  {
+    match: { protocol: "modbus", address: "^(\\d+)/holding/(\\d+)$" },
+    set: { equipment: "unit_$1" },
+  },
+];
+
+/** Native codes per unified quality, as `normalization.quality_mapping` configures them. */
+const BENCH_QUALITY: QualityTable = {
+  opcua: {
+    good: [0],
+    uncertain: [0x40000000, 0x408f0000],
+    bad: [0x80000000, 0x80310000, 0x808a0000],
+  },
+  mqtt: { good: [0], uncertain: [1], bad: [2] },
+};
+
+const SIGNALS = [
+  { name: "Temperature", unit: "°C", topic: "temp" },
+  { name: "HydraulicPressure", unit: "bar", topic: "hydraulic_pressure" },
+  { name: "MotorSpeed", unit: "rpm", topic: "motor_speed" },
+  { name: "CoolantFlow", unit: "m3/h", topic: "coolant_flow" },
+  { name: "VibrationX", unit: "mm/s", topic: "vibration_x" },
+];
+const SITES = ["Columbus", "Dayton", "Toledo", "Akron"];
+const OPCUA_CODES = [0x408f0000, 0x80310000];
+const BENCH_SOURCES = {
+  opcua: {
+    name: "press-ua",
+    protocol: "opcua",
+    endpoint: "opc.tcp://127.0.0.1:4840",
+    context: { area: "Press Shop" },
+  },
+  mqtt: {
+    name: "press-mqtt",
+    protocol: "mqtt",
+    endpoint: "mqtt://127.0.0.1:1883",
+    context: { area: "press_shop" },
+  },
+};
+
+/**
+ * Reading `i` of `tags` distinct tags: even tags OPC-UA (browse path, StatusCode),
+ * odd tags MQTT (topic); 1 in 50 readings uncertain or bad.
+ */
+function benchReading(i: number, tags: number): { source: SourceInfo; reading: Reading } {
+  const tag = i % tags;
+  const sig = SIGNALS[tag % SIGNALS.length];
+  const site = SITES[Math.floor(tag / SIGNALS.length) % SITES.length];
+  const machine = Math.floor(tag / (SIGNALS.length * SITES.length));
+  const line = `Line-${(machine % 8) + 1}`;
+  const offNominal = Math.floor(i / 2) % 50 === 49;
+  const value = Math.round(Math.sin(i) * 1000) / 10 + 50;
+  const event_time = 1_764_000_000_000_000 + i * 1000;
+  if (tag % 2 === 0) {
+    return {
+      source: BENCH_SOURCES.opcua,
+      reading: {
+        address: `ns=2;s=${site}.${line}.Press${machine}.${sig.name}`,
+        tag_name: sig.name,
+        browse_path: `Objects/${site}/Press Shop/${line}/Press ${machine}/${sig.name}`,
+        unit: sig.unit,
+        value,
+        event_time,
+        quality_code: offNominal ? OPCUA_CODES[Math.floor(i / 100) % 2] : 0,
+      },
+    };
   }
-  return n / ((performance.now() - t0) / 1000);
+  const topic = `${site.toLowerCase()}/line${(machine % 8) + 1}/press${machine}/${sig.topic}`;
+  return {
+    source: BENCH_SOURCES.mqtt,
+    reading: {
+      address: topic,
+      tag_name: sig.topic,
+      value,
+      event_time,
+      quality_code: offNominal ? 2 : 0,
+    },
+  };
+}
+
+function benchNormalizer() {
+  return createNormalizer({
+    enabled: true,
+    path_template: "{site}/{area}/{line}/{equipment}/{signal_type}/{tag_name}",
+    missing_placeholder: "unassigned",
+    rules: BENCH_RULES,
+    quality_mapping: BENCH_QUALITY,
+  });
+}
+
+/** Records/s of `pass` (normalizes some records, returns how many), repeated for at least `seconds`. */
+function rateOf(pass: () => number, seconds: number): number {
+  let n = 0;
+  let spent = 0;
+  while (spent < seconds * 1000) {
+    const t0 = performance.now();
+    n += pass();
+    spent += performance.now() - t0;
+  }
+  return n / (spent / 1000);
+}
+
+const FIRST_PASS_TAGS = 200_000;
+
+/**
+ * Normalization alone, one core, with rules and a quality mapping: steady state
+ * (TAGS tags, cached) to JSON rows and to proto rows, and first pass (every
+ * record a new tag: rules, sanitizing and the path template run per record).
+ */
+function benchNormalization() {
+  const id = recordIdFactory();
+  const steady = Array.from({ length: 10_000 }, (_, i) => benchReading(i, TAGS));
+  const normalize = benchNormalizer();
+  for (const r of [steady[98], steady[99]]) {
+    const row = JSON.parse(normalize.row(r.source, r.reading, 1, id()));
+    log(`normalization: e.g. ${r.reading.address} -> ${row.tag_path} (${row.quality})`);
+  }
+  const json = rateOf(() => {
+    for (const r of steady) normalize.row(r.source, r.reading, 1, id());
+    return steady.length;
+  }, 2);
+  const proto = rateOf(() => {
+    for (const r of steady) normalize.protoRow(r.source, r.reading, 1, id());
+    return steady.length;
+  }, 2);
+  const fresh = Array.from({ length: FIRST_PASS_TAGS }, (_, i) => benchReading(i, FIRST_PASS_TAGS));
+  const firstPass = rateOf(() => {
+    const once = benchNormalizer(); // an empty tag cache: every record is a new tag
+    for (const r of fresh) once.row(r.source, r.reading, 1, id());
+    return fresh.length;
+  }, 2);
+  return { json, proto, firstPass };
 }
 
 /** The generator pipeline: the limit, the agent at full speed and at 10,000/s, normalization alone. */
@@ -241,8 +375,13 @@ async function benchCore(root: string, si: { endpoint: string; workspace_url: st
   log(`latency: generator at 10,000 records/s, ${LATENCY_S} s`);
   const lat = await runAgent(si, `${root}/agent_10k`, 10_000, LATENCY_S);
   log(`latency: p50 ${lat.p50} ms, p99 ${lat.p99} ms, cpu ${lat.cpu_share.toFixed(2)} cores`);
-  const norm = normalizationRate();
-  log(`normalization alone: ${Math.round(norm)} records/s on one core`);
+  const norm = benchNormalization();
+  log(
+    `normalization alone, one core, ${BENCH_RULES.length} rules + quality mapping: ` +
+      `${Math.round(norm.json)} records/s to JSON (${TAGS} tags cached), ` +
+      `${Math.round(norm.proto)} to proto, ${Math.round(norm.firstPass)} first pass ` +
+      `(${FIRST_PASS_TAGS} new tags)`,
+  );
   return {
     records_per_s: Math.round(full.acked_per_s),
     limit_records_per_s: Math.round(limit),
@@ -252,7 +391,11 @@ async function benchCore(root: string, si: { endpoint: string; workspace_url: st
     peak_rss_mb: full.rss,
     agent_cpu_cores_at_full_speed: Math.round(full.cpu_share * 100) / 100,
     agent_cpu_cores_at_10k: Math.round(lat.cpu_share * 100) / 100,
-    normalize_records_per_s: Math.round(norm),
+    normalize_records_per_s: Math.round(norm.json),
+    normalize_proto_records_per_s: Math.round(norm.proto),
+    normalize_first_pass_records_per_s: Math.round(norm.firstPass),
+    normalize_first_pass_tags: FIRST_PASS_TAGS,
+    normalize_rules: BENCH_RULES.length,
     spool: "on",
     tags: TAGS,
   };

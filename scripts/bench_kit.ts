@@ -50,6 +50,13 @@ export interface StandInAddress {
   workspace_url: string;
   /** The stand-in's process id (its CPU is reported where the machine is shared). */
   pid: number;
+  /** Its `--data-dir`: rows land in `<data_dir>/zerobus-local/<catalog>.<schema>.<table>.jsonl`. */
+  data_dir: string;
+}
+
+/** The JSON-lines file where the stand-in writes the rows of `table` (`catalog.schema.table`). */
+export function standInTableFile(standIn: StandInAddress, table: string): string {
+  return `${standIn.data_dir}/zerobus-local/${table}.jsonl`;
 }
 
 /** What every protocol section of the benchmark gets from `scripts/bench.ts`. */
