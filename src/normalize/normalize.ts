@@ -5,7 +5,7 @@
  */
 import type { OtRecord, Quality } from "../record.ts";
 import type { Reading, TagContext } from "../sources/worker_protocol.ts";
-import { qualityOf, type QualityTable, tableQuality } from "./quality.ts";
+import { compileQualityTable, qualityOf, type QualityTable } from "./quality.ts";
 import { compileRules, GENERIC_SEGMENTS, type Rule, withoutGenericSegments } from "./rules.ts";
 import { ProtoWriter, writeRecordFields } from "../record_proto.ts";
 import { typeValue } from "./values.ts";
@@ -283,10 +283,10 @@ export function createNormalizer(settings: NormalizeSettings): Normalizer {
   };
 
   // The configured table first, even over a quality the source decided (it must really apply).
-  const table = settings.quality_mapping;
+  const tableQuality = compileQualityTable(settings.quality_mapping);
   const quality = (source: SourceInfo, r: Reading): Quality => {
     const protocol = r.protocol ?? source.protocol;
-    return (table && tableQuality(protocol, r.quality_code, table)) ?? r.quality ??
+    return tableQuality(protocol, r.quality_code) ?? r.quality ??
       qualityOf(protocol, r.quality_code);
   };
   const metadataText = (r: Reading) =>

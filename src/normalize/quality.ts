@@ -19,23 +19,32 @@ export function opcClassicQuality(code: number): Quality {
   return q === 0xc0 ? "good" : q === 0x40 ? "uncertain" : "bad";
 }
 
+/** The configured quality of a native code, or undefined when the table does not list it. */
+export type TableLookup = (protocol: string, code: number) => Quality | undefined;
+
 /**
- * The quality the configured table gives a native code, or undefined when it
- * does not list it. For `opcua`, numbers below 256 are a StatusCode's top byte
- * (as in the original description's example: 0 good, 64 = 0x40 uncertain,
- * 128 = 0x80 bad) and larger numbers whole StatusCodes.
+ * Compiles `normalization.quality_mapping` into one lookup (maps, no search
+ * per record). For `opcua`, numbers below 256 are a StatusCode's top byte (as
+ * in the original description's example: 0 good, 64 = 0x40 uncertain, 128 =
+ * 0x80 bad) and larger numbers whole StatusCodes; a whole code wins.
  */
-export function tableQuality(protocol: string, code: number, table?: QualityTable) {
-  const t = table?.[protocol];
-  if (!t) return undefined;
-  const top = code >>> 24;
-  const listed = protocol === "opcua"
-    ? (list?: number[]) => list?.some((n) => (n < 256 ? n === top : n === code)) === true
-    : (list?: number[]) => list?.includes(code) === true;
-  if (listed(t.good)) return "good";
-  if (listed(t.uncertain)) return "uncertain";
-  if (listed(t.bad)) return "bad";
-  return undefined;
+export function compileQualityTable(table?: QualityTable): TableLookup {
+  const byProtocol = new Map<string, { whole: Map<number, Quality>; top: Map<number, Quality> }>();
+  for (const [protocol, lists] of Object.entries(table ?? {})) {
+    const maps = { whole: new Map<number, Quality>(), top: new Map<number, Quality>() };
+    for (const q of ["bad", "uncertain", "good"] as const) {
+      for (const n of lists[q] ?? []) {
+        (protocol === "opcua" && n < 256 ? maps.top : maps.whole).set(n, q);
+      }
+    }
+    byProtocol.set(protocol, maps);
+  }
+  if (byProtocol.size === 0) return () => undefined;
+  return (protocol, code) => {
+    const maps = byProtocol.get(protocol);
+    if (!maps) return undefined;
+    return maps.whole.get(code) ?? (protocol === "opcua" ? maps.top.get(code >>> 24) : undefined);
+  };
 }
 
 /**
@@ -43,7 +52,7 @@ export function tableQuality(protocol: string, code: number, table?: QualityTabl
  * then the protocol's own rule, else 0 = good and anything else bad.
  */
 export function qualityOf(protocol: string, code: number, table?: QualityTable): Quality {
-  const configured = tableQuality(protocol, code, table);
+  const configured = table ? compileQualityTable(table)(protocol, code) : undefined;
   if (configured) return configured;
   if (protocol === "opcua") return opcuaQuality(code);
   if (protocol === "opc_classic") return opcClassicQuality(code);
