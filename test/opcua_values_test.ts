@@ -5,11 +5,18 @@ import {
   DataType,
   DataValue,
   LocalizedText,
+  Range,
   StatusCodes,
   Variant,
   VariantArrayType,
 } from "node-opcua";
-import { readingOf, valueOf } from "../src/sources/opcua/values.ts";
+import {
+  jsonOf,
+  nestByDimensions,
+  readingOf,
+  valueOf,
+  valueTypeOf,
+} from "../src/sources/opcua/values.ts";
 import { resolveNamespace } from "../src/sources/opcua/nodes.ts";
 
 const v = (dataType: DataType, value: unknown, arrayType = VariantArrayType.Scalar) =>
@@ -33,6 +40,51 @@ Deno.test("opcua values: each data type as a plain value", () => {
     [1n, 2n],
   );
   assertEquals(valueOf(new Variant({ dataType: DataType.Null })), null);
+});
+
+Deno.test("opcua values: a matrix as nested arrays by its dimensions", () => {
+  const matrix = new Variant({
+    dataType: DataType.Int32,
+    arrayType: VariantArrayType.Matrix,
+    dimensions: [2, 3],
+    value: new Int32Array([1, 2, 3, 4, 5, 6]),
+  });
+  assertEquals(valueOf(matrix), [[1, 2, 3], [4, 5, 6]]);
+  assertEquals(nestByDimensions([1, 2, 3, 4, 5, 6, 7, 8], [2, 2, 2]), [
+    [[1, 2], [3, 4]],
+    [[5, 6], [7, 8]],
+  ]);
+  assertEquals(nestByDimensions([1, 2, 3], [2, 2]), [1, 2, 3], "dimensions that do not fit");
+  assertEquals(nestByDimensions([], [2, 0]), [[], []]);
+  assertEquals(nestByDimensions([1, 2], null), [1, 2]);
+});
+
+Deno.test("opcua values: JSON text of arrays and structures", () => {
+  assertEquals(jsonOf([1n, 2n ** 63n - 1n, -2n]), "[1,9223372036854775807,-2]");
+  assertEquals(jsonOf([new Uint8Array([1, 2]), Buffer.from([255])]), '["AQI=","/w=="]');
+  assertEquals(jsonOf([new Date("2026-01-02T03:04:05.678Z")]), '["2026-01-02T03:04:05.678Z"]');
+  assertEquals(jsonOf([NaN, null, "x"]), '[null,null,"x"]');
+  assertEquals(jsonOf(new Range({ low: -1, high: 2.5 })), '{"low":-1,"high":2.5}');
+  assertEquals(jsonOf({ a: undefined, b: { c: 3n } }), '{"b":{"c":3}}');
+});
+
+Deno.test("opcua values: value_type by data type, arrays as JSON text in a reading", () => {
+  assertEquals(valueTypeOf(v(DataType.Double, 65)), "float");
+  assertEquals(valueTypeOf(v(DataType.UInt32, 7)), "int");
+  assertEquals(valueTypeOf(v(DataType.Guid, "72962B91-FA75-4AE6-8D28-B404DC7DAF63")), "string");
+  assertEquals(valueTypeOf(v(DataType.ByteString, Buffer.from([1]))), "bytes");
+  assertEquals(valueTypeOf(v(DataType.Int32, [1], VariantArrayType.Array)), "json");
+  assertEquals(valueTypeOf(new Variant({ dataType: DataType.Null })), undefined);
+  const node = { nodeId: "ns=1;s=A", address: "ns=1;s=A", tagName: "A" };
+  const array = readingOf(
+    node,
+    new DataValue({ value: v(DataType.Int64, [[0, 1], [0x200000, 1]], VariantArrayType.Array) }),
+  );
+  assertEquals([array.value, array.value_type], ["[1,9007199254740993]", "json"]);
+  const whole = readingOf(node, new DataValue({ value: v(DataType.Double, 65) }));
+  assertEquals([whole.value, whole.value_type], [65, "float"]);
+  const empty = readingOf(node, new DataValue({ value: v(DataType.ByteString, null) }));
+  assertEquals([empty.value, empty.value_type], [null, "bytes"]);
 });
 
 Deno.test("opcua values: timestamps and StatusCode of a reading", () => {

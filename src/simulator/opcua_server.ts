@@ -3,7 +3,8 @@
  * few plant sensors under `Objects/<Site>/<Line>/<Machine>/<Signal>` in the
  * namespace `urn:otedge:simulator`. Analog signals carry `EngineeringUnits`
  * and `EURange`; values move every `updateMs`. Tests pin a value or a
- * StatusCode with `set()`. The server's PKI lives in a temp folder that
+ * StatusCode with `set()`. `Plant1/Types/...` holds a constant variable of
+ * each data type (`opcua_types.ts`). The server's PKI lives in a temp folder that
  * `stop()` removes.
  */
 import {
@@ -19,6 +20,7 @@ import {
 } from "node-opcua";
 import { type OpcuaSimSecurity, serverSecurityOptions } from "./opcua_security.ts";
 import { addPlant, type OpcuaPlant } from "./opcua_plant.ts";
+import { addTypedVariables } from "./opcua_types.ts";
 
 /** Namespace URI of the simulator's nodes. */
 export const OPCUA_SIM_NAMESPACE = "urn:otedge:simulator";
@@ -231,6 +233,8 @@ export async function startOpcuaSimulator(
       v.setValueFromSource(toVariant(spec, spec.model(0, 0)), StatusCodes.Good);
       vars.set(spec.path, { spec, v, pinned: false });
     }
+    // A constant variable of each data type under Plant1/Types (opcua_types.ts).
+    addTypedVariables(ns, "Plant1/Types", folderOf);
     const t0 = Date.now();
     let n = 0;
     const timer = setInterval(() => {

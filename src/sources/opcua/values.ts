@@ -1,9 +1,13 @@
 /**
  * OPC UA values and DataValues as readings: Variant → plain value (numbers,
- * booleans, strings, Date, Uint8Array, bigint for Int64/UInt64, arrays),
- * timestamps in µs, StatusCode as its numeric value.
+ * booleans, strings, Date, Uint8Array, bigint for Int64/UInt64, arrays,
+ * matrices as nested arrays), arrays and structures as JSON text, the
+ * value_type by the OPC UA data type, timestamps in µs, StatusCode as its
+ * numeric value.
  */
+import { Buffer } from "node:buffer";
 import { DataType, type DataValue, type Variant, VariantArrayType } from "node-opcua";
+import type { ValueType } from "../../record.ts";
 import type { Reading, TagContext } from "../worker_protocol.ts";
 import { fromFloat32 } from "../../normalize/values.ts";
 
@@ -68,13 +72,93 @@ function scalarOf(dataType: DataType, v: unknown): unknown {
   }
 }
 
-/** The plain value of a Variant (arrays and matrices as nested arrays). */
+/**
+ * A flat array in OPC UA matrix order (the last index varies fastest) as
+ * nested arrays by `dims`; the flat array when the dimensions do not fit it.
+ */
+export function nestByDimensions(flat: unknown[], dims: readonly number[] | null): unknown[] {
+  if (!dims || dims.length < 2 || dims.reduce((a, b) => a * b, 1) !== flat.length) return flat;
+  const [rows, ...inner] = dims;
+  const size = inner.reduce((a, b) => a * b, 1);
+  return Array.from(
+    { length: rows },
+    (_, i) => nestByDimensions(flat.slice(i * size, (i + 1) * size), inner),
+  );
+}
+
+/** The plain value of a Variant (arrays as arrays, matrices as nested arrays). */
 export function valueOf(variant: Variant | null | undefined): unknown {
   if (!variant || variant.dataType === DataType.Null) return null;
   const { dataType, arrayType, value } = variant;
   if (arrayType === VariantArrayType.Scalar) return scalarOf(dataType, value);
   if (value === null || value === undefined) return [];
-  return Array.from(value as ArrayLike<unknown>, (x) => scalarOf(dataType, x));
+  const flat = Array.from(value as ArrayLike<unknown>, (x) => scalarOf(dataType, x));
+  return arrayType === VariantArrayType.Matrix ? nestByDimensions(flat, variant.dimensions) : flat;
+}
+
+/**
+ * JSON text of a plain value: 64-bit integers as exact JSON numbers (not
+ * strings, so `array<bigint>` parses them), bytes as base64, dates as ISO
+ * text, structures by their `toJSON`.
+ */
+export function jsonOf(value: unknown): string {
+  if (typeof value === "bigint") return value.toString();
+  if (value instanceof Uint8Array) return JSON.stringify(Buffer.from(value).toString("base64"));
+  if (Array.isArray(value)) return `[${value.map(jsonOf).join(",")}]`;
+  if (value === null || typeof value !== "object" || value instanceof Date) {
+    return JSON.stringify(value) ?? "null";
+  }
+  const o = value as { toJSON?: () => unknown };
+  if (typeof o.toJSON === "function") return jsonOf(o.toJSON());
+  const fields = Object.entries(value).filter(([, x]) =>
+    x !== undefined && typeof x !== "function"
+  );
+  return `{${fields.map(([k, x]) => `${JSON.stringify(k)}:${jsonOf(x)}`).join(",")}}`;
+}
+
+const INT_TYPES = new Set([
+  DataType.SByte,
+  DataType.Byte,
+  DataType.Int16,
+  DataType.UInt16,
+  DataType.Int32,
+  DataType.UInt32,
+  DataType.Int64,
+  DataType.UInt64,
+  DataType.StatusCode,
+]);
+
+const TEXT_TYPES = new Set([
+  DataType.String,
+  DataType.LocalizedText,
+  DataType.QualifiedName,
+  DataType.Guid,
+  DataType.NodeId,
+  DataType.ExpandedNodeId,
+  DataType.XmlElement,
+]);
+
+/**
+ * The value_type of a Variant by its data type, so a Double that happens to
+ * be whole is still `float` and a null value keeps its column type; arrays,
+ * matrices and structures are `json`. Undefined for types left to the value.
+ */
+export function valueTypeOf(variant: Variant | null | undefined): ValueType | undefined {
+  if (!variant || variant.dataType === DataType.Null) return undefined;
+  const t = variant.dataType;
+  if (variant.arrayType !== VariantArrayType.Scalar || t === DataType.ExtensionObject) {
+    return "json";
+  }
+  if (t === DataType.Float || t === DataType.Double) return "float";
+  if (INT_TYPES.has(t)) return "int";
+  if (TEXT_TYPES.has(t)) return "string";
+  return t === DataType.Boolean
+    ? "bool"
+    : t === DataType.DateTime
+    ? "timestamp"
+    : t === DataType.ByteString
+    ? "bytes"
+    : undefined;
 }
 
 /** A Date as microseconds since the epoch, or undefined. */
@@ -85,7 +169,9 @@ function micros(d: Date | null | undefined): number | undefined {
 
 /** One reading of `node` from a DataValue. */
 export function readingOf(node: TargetNode, dv: DataValue): Reading {
-  const value = valueOf(dv.value);
+  const type = valueTypeOf(dv.value);
+  const plain = valueOf(dv.value);
+  const value = type === "json" && plain !== null ? jsonOf(plain) : plain;
   const r: Reading = {
     address: node.address,
     tag_name: node.tagName,
@@ -100,6 +186,6 @@ export function readingOf(node: TargetNode, dv: DataValue): Reading {
     r.browse_path = node.browsePath;
     r.metadata = { browse_path: node.browsePath };
   }
-  if (dv.value?.dataType === DataType.ExtensionObject) r.value_type = "json";
+  if (type) r.value_type = type;
   return r;
 }
