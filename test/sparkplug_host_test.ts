@@ -65,6 +65,7 @@ Deno.test("NBIRTH and DBIRTH readings: address, value types, unit, context, time
   const temp = db.readings[0];
   assertEquals(temp, {
     address: "spBv1.0/Plant1/Line1/Boiler/temp",
+    protocol: "sparkplug",
     tag_name: "temp",
     value: 20.5,
     value_type: "float",
