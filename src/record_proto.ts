@@ -105,6 +105,7 @@ export class ProtoWriter {
     if (s === null) return;
     this.#room(10 + s.length * 3);
     this.off = writeVarint(this.buf, this.off, field << 3 | 2);
+    if (s.length < 128 && this.#ascii(s)) return;
     const lenAt = this.off;
     // Reserve the largest length varint for this string, then close the gap.
     const maxLen = s.length * 3;
@@ -116,6 +117,23 @@ export class ProtoWriter {
     }
     writeVarint(this.buf, lenAt, r.written!);
     this.off = lenAt + real + r.written!;
+  }
+
+  /**
+   * Writes a short string's length and bytes when it is all ASCII (the usual
+   * ids, types and metadata), without an encoder call; false (nothing written) otherwise.
+   */
+  #ascii(s: string): boolean {
+    const buf = this.buf;
+    const start = this.off + 1;
+    for (let i = 0; i < s.length; i++) {
+      const c = s.charCodeAt(i);
+      if (c >= 0x80) return false;
+      buf[start + i] = c;
+    }
+    buf[this.off] = s.length;
+    this.off = start + s.length;
+    return true;
   }
 
   /** An int64 field (skipped when null); negative values use the 10-byte form. */
@@ -141,8 +159,11 @@ export class ProtoWriter {
     this.#room(12);
     this.off = writeVarint(this.buf, this.off, field << 3 | 1);
     this.#f64[0] = v;
-    this.buf.set(this.#f64b, this.off);
-    this.off += 8;
+    const b = this.#f64b;
+    const buf = this.buf;
+    let o = this.off;
+    for (let i = 0; i < 8; i++) buf[o++] = b[i];
+    this.off = o;
   }
 
   /** A bool field (skipped when null). */
@@ -166,9 +187,24 @@ export class ProtoWriter {
     this.off = 0;
     return out;
   }
+
+  /**
+   * The bytes written so far as a view of the writer's buffer, and resets the
+   * writer: valid only until the next write (no allocation of a buffer per message).
+   */
+  takeView(): Uint8Array {
+    const out = this.buf.subarray(0, this.off);
+    this.off = 0;
+    return out;
+  }
 }
 
 const NUMBER = new Map(RECORD_PROTO_FIELDS.map((f) => [f.name, f]));
+
+/** Field number of each record column (for writers that skip the by-name lookup). */
+export const FIELD_NUMBER = Object.fromEntries(
+  RECORD_PROTO_FIELDS.map((f) => [f.name, f.number]),
+) as Record<keyof OtRecord, number>;
 
 /** Writes the given record fields (a subset or all) with their protobuf types. */
 export function writeRecordFields(w: ProtoWriter, rec: Partial<OtRecord>): void {

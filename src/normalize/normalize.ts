@@ -7,7 +7,7 @@ import type { OtRecord, Quality } from "../record.ts";
 import type { Reading, TagContext } from "../sources/worker_protocol.ts";
 import { compileQualityTable, qualityOf, type QualityTable } from "./quality.ts";
 import { compileRules, GENERIC_SEGMENTS, type Rule, withoutGenericSegments } from "./rules.ts";
-import { ProtoWriter, writeRecordFields } from "../record_proto.ts";
+import { FIELD_NUMBER as F, ProtoWriter, writeRecordFields } from "../record_proto.ts";
 import { typeValue } from "./values.ts";
 
 /** What normalization needs to know about the source of a reading. */
@@ -41,7 +41,10 @@ export interface Normalizer {
   (source: SourceInfo, reading: Reading, ingestMicros: number): NormalizedRecord;
   /** The record as its JSON row, with its id; the same content as the object form. */
   row(source: SourceInfo, reading: Reading, ingestMicros: number, recordId: string): string;
-  /** The record as its protobuf message (`record_proto.ts`), with its id. */
+  /**
+   * The record as its protobuf message (`record_proto.ts`), with its id: a view
+   * that the next `protoRow` call overwrites, so copy it before calling again.
+   */
   protoRow(
     source: SourceInfo,
     reading: Reading,
@@ -347,20 +350,19 @@ export function createNormalizer(settings: NormalizeSettings): Normalizer {
       e.proto = writer.take();
     }
     const t = valueOf(e, r);
-    writeRecordFields(writer, {
-      record_id: recordId,
-      event_time: r.event_time ?? ingest,
-      ingest_time: ingest,
-      value_num: t.value_num,
-      value_str: t.value_str,
-      value_bool: t.value_bool,
-      value_type: t.value_type,
-      quality: quality(source, r),
-      quality_code: r.quality_code,
-      metadata: metadataText(r),
-    });
+    // The per-value fields by number (no object walk per record), then the tag's cached fields.
+    writer.string(F.record_id, recordId);
+    writer.int64(F.event_time, r.event_time ?? ingest);
+    writer.int64(F.ingest_time, ingest);
+    writer.double(F.value_num, t.value_num);
+    writer.string(F.value_str, t.value_str);
+    writer.bool(F.value_bool, t.value_bool);
+    writer.string(F.value_type, t.value_type);
+    writer.string(F.quality, quality(source, r));
+    writer.int64(F.quality_code, r.quality_code);
+    writer.string(F.metadata, metadataText(r));
     writer.raw(e.proto);
-    return writer.take();
+    return writer.takeView();
   };
   normalize.incompletePaths = incompletePaths;
   return normalize;
