@@ -113,6 +113,13 @@ export interface OpcuaSimulator {
   deleteSubscriptions(): number;
   /** Test hook: registers another namespace at runtime (the NamespaceArray grows). */
   addNamespace(uri: string): void;
+  /**
+   * Test hook: deletes the signals at `paths` (default all) from the address
+   * space (a program download, an address space not loaded yet). Returns how many.
+   */
+  removeSignals(paths?: string[]): number;
+  /** Test hook: adds the removed signals again, same NodeIds, values following their model. */
+  restoreSignals(): number;
 }
 
 /** Server operation limits (0 = no limit); see `startOpcuaSimulator`. */
@@ -163,6 +170,8 @@ export async function startOpcuaSimulator(
      * gets another index (a server that renumbers its namespaces on restart).
      */
     namespacesBefore?: string[];
+    /** Starts without the signals (an address space that loads late); see `restoreSignals`. */
+    withoutSignals?: boolean;
   } & OpcuaSimSecurity,
 ): Promise<OpcuaSimulator> {
   const host = opts.host ?? "127.0.0.1";
@@ -214,7 +223,9 @@ export async function startOpcuaSimulator(
       return f;
     };
     const vars = new Map<string, { spec: SignalSpec; v: UAVariable; pinned: boolean }>();
-    for (const spec of SIGNALS) {
+    const t0 = Date.now();
+    let n = 0;
+    const addSignal = (spec: SignalSpec) => {
       const parts = spec.path.split("/");
       const base = {
         componentOf: folderOf(parts.slice(0, -1)),
@@ -230,13 +241,14 @@ export async function startOpcuaSimulator(
           engineeringUnitsRange: spec.range,
         })
         : ns.addVariable({ ...base, dataType: DataType[spec.dataType] });
-      v.setValueFromSource(toVariant(spec, spec.model(0, 0)), StatusCodes.Good);
+      const t = (Date.now() - t0) / 1000;
+      v.setValueFromSource(toVariant(spec, spec.model(t, n)), StatusCodes.Good);
       vars.set(spec.path, { spec, v, pinned: false });
-    }
+    };
+    const removed = new Set<SignalSpec>(opts.withoutSignals ? SIGNALS : []);
+    for (const spec of SIGNALS) if (!removed.has(spec)) addSignal(spec);
     // A constant variable of each data type under Plant1/Types (opcua_types.ts).
     addTypedVariables(ns, "Plant1/Types", folderOf);
-    const t0 = Date.now();
-    let n = 0;
     const timer = setInterval(() => {
       n++;
       const t = (Date.now() - t0) / 1000;
@@ -302,6 +314,23 @@ export async function startOpcuaSimulator(
         return sessions.length;
       },
       addNamespace: (uri) => void space.registerNamespace(uri),
+      removeSignals(paths) {
+        const gone = [...vars.values()].filter((s) => !paths || paths.includes(s.spec.path));
+        for (const s of gone) {
+          vars.delete(s.spec.path);
+          removed.add(s.spec);
+          space.deleteNode(s.v);
+        }
+        return gone.length;
+      },
+      restoreSignals() {
+        const back = SIGNALS.filter((spec) => removed.has(spec));
+        for (const spec of back) {
+          removed.delete(spec);
+          addSignal(spec);
+        }
+        return back.length;
+      },
       deleteSubscriptions() {
         let n = 0;
         for (const session of server.engine.getSessions()) {

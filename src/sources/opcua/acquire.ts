@@ -79,6 +79,8 @@ export interface Monitored {
   withoutRange: TargetNode[];
   /** CreateMonitoredItems calls that succeeded. */
   calls: number;
+  /** The accepted items, by node (what deleting an item needs). */
+  items: Map<TargetNode, ClientMonitoredItemBase>;
 }
 
 /** Removes the items of a failed group from the subscription's table (node-opcua keeps them). */
@@ -126,7 +128,13 @@ export async function monitorNodes(
   batch: BatchSize,
   onChange: (node: TargetNode, dv: DataValue) => void,
 ): Promise<Monitored> {
-  const out: Monitored = { monitored: 0, refused: [], withoutRange: [], calls: 0 };
+  const out: Monitored = {
+    monitored: 0,
+    refused: [],
+    withoutRange: [],
+    calls: 0,
+    items: new Map(),
+  };
   const needsRange = cfg.deadband_type === "percent";
   const ranged = needsRange ? nodes.filter((n) => withRange.has(n.nodeId)) : nodes;
   out.withoutRange = needsRange ? nodes.filter((n) => !withRange.has(n.nodeId)) : [];
@@ -137,12 +145,15 @@ export async function monitorNodes(
       const g = await monitorPart(sub, part, params, onChange);
       out.calls++;
       g[0].monitoredItems.forEach((item, i) => {
-        if (item.statusCode.isGood()) out.monitored++;
-        else {
+        if (item.statusCode.isGood()) {
+          out.monitored++;
+          out.items.set(part[i], item);
+        } else {
           out.refused.push({
             address: part[i].address,
             error: item.statusCode.toString(),
             code: item.statusCode.value,
+            node: part[i],
           });
         }
       });
@@ -150,6 +161,32 @@ export async function monitorNodes(
     });
   }
   return out;
+}
+
+/**
+ * Deletes the monitored items `items` from `sub` on the server and from the
+ * subscription's table; an item the server no longer has counts as deleted.
+ */
+export async function unmonitor(
+  session: ClientSession,
+  sub: ClientSubscription,
+  items: ClientMonitoredItemBase[],
+  batch: BatchSize,
+): Promise<void> {
+  const service = session as unknown as {
+    deleteMonitoredItems(r: { subscriptionId: number; monitoredItemIds: number[] }): Promise<
+      { results?: unknown[] | null }
+    >;
+  };
+  await inBatches(items, batch, async (part) => {
+    const res = await service.deleteMonitoredItems({
+      subscriptionId: sub.subscriptionId,
+      monitoredItemIds: part.map((item) => item.monitoredItemId!),
+    });
+    return res.results ?? [];
+  });
+  const table = sub as unknown as { _removeMonitoredItem?: (handle: number) => void };
+  for (const item of items) table._removeMonitoredItem?.(item.monitoringParameters.clientHandle);
 }
 
 /** Reads the Value of every node, in Read calls of at most `batch.size` nodes. */

@@ -39,8 +39,11 @@ const LIMIT_NODES = ["i=11705", "i=11710", "i=11714", "i=11712"];
 /** A batch size that callers share and that shrinks when the server refuses a batch. */
 export interface BatchSize {
   size: number;
-  /** Called when a BadTooManyOperations answer halves the size. */
-  onShrink?: (from: number, to: number) => void;
+  /**
+   * Called when a too-large answer (BadTooManyOperations, BadRequestTooLarge,
+   * BadResponseTooLarge: `answer`) halves the size.
+   */
+  onShrink?: (from: number, to: number, answer: string) => void;
 }
 
 /** How many operations one call may carry, per service. */
@@ -70,19 +73,29 @@ export async function operationLimits(
   return { read: pick(0), browse: pick(1), monitoredItems: pick(2), translate: pick(3) };
 }
 
-/** True when a service call failed with BadTooManyOperations. */
-export function isTooManyOperations(e: unknown): boolean {
+/** The service faults that mean "fewer operations per call". */
+const TOO_LARGE = ["BadTooManyOperations", "BadRequestTooLarge", "BadResponseTooLarge"] as const;
+
+/**
+ * The name of the answer when a service call failed because the call was too
+ * large (BadTooManyOperations, BadRequestTooLarge, BadResponseTooLarge: the
+ * server may advertise large operation limits but a small message size);
+ * undefined for other errors.
+ */
+export function tooLargeAnswer(e: unknown): string | undefined {
   const result = (e as { response?: { responseHeader?: { serviceResult?: StatusCode } } })
     ?.response?.responseHeader?.serviceResult;
-  if (result?.value === StatusCodes.BadTooManyOperations.value) return true;
-  return /TooManyOperations/.test(e instanceof Error ? e.message : String(e));
+  const text = e instanceof Error ? e.message : String(e);
+  return TOO_LARGE.find((name) =>
+    result?.value === StatusCodes[name].value || text.includes(name.slice(3))
+  );
 }
 
 /**
  * Calls `call` on consecutive parts of `items` of at most `batch.size`, in
- * order, and concatenates the results. On BadTooManyOperations the size is
- * halved (kept for later calls) and the same part is retried; other errors
- * propagate.
+ * order, and concatenates the results. On a too-large answer
+ * (`tooLargeAnswer`) the size is halved (kept for later calls) and the same
+ * part is retried; other errors propagate.
  */
 export async function inBatches<T, R>(
   items: readonly T[],
@@ -97,9 +110,10 @@ export async function inBatches<T, R>(
       out.push(...await call(part));
       off += part.length;
     } catch (e) {
-      if (!isTooManyOperations(e) || part.length <= 1) throw e;
+      const answer = tooLargeAnswer(e);
+      if (!answer || part.length <= 1) throw e;
       const to = Math.max(1, Math.floor(part.length / 2));
-      batch.onShrink?.(batch.size, to);
+      batch.onShrink?.(batch.size, to, answer);
       batch.size = to;
     }
   }
@@ -316,10 +330,12 @@ export interface UnresolvedNode {
   address: string;
   error: string;
   code: number;
+  /** The node as it was known (a discovered node, an item that turned unknown). */
+  node?: TargetNode;
 }
 
 /** Reads the BrowseName of each candidate; the ones the server does not know are unresolved. */
-async function readBrowseNames(
+export async function readBrowseNames(
   session: ClientSession,
   candidates: TargetNode[],
   limits: OperationLimits,
@@ -339,7 +355,12 @@ async function readBrowseNames(
       n.tagName = n.name ?? n.browseName;
       nodes.push(n);
     } else {
-      unresolved.push({ address: n.address, error: status.toString(), code: status.value });
+      unresolved.push({
+        address: n.address,
+        error: status.toString(),
+        code: status.value,
+        node: n,
+      });
     }
   });
   return { nodes, unresolved };

@@ -10,6 +10,7 @@ import {
   addUnits,
   DEFAULT_DISCOVERY,
   discover,
+  type Discovered,
   namespacesOf,
   type NodeSpec,
   type OperationLimits,
@@ -27,7 +28,7 @@ import {
   userIdentity,
 } from "./security.ts";
 import { openClient } from "./client.ts";
-import { count, reportUnresolved, type SourceRun } from "./state.ts";
+import { count, reportUnresolved, setUnknown, type SourceRun } from "./state.ts";
 import { subscribe } from "./subscription.ts";
 import type { TargetNode } from "./values.ts";
 
@@ -47,28 +48,42 @@ export async function setUp(run: SourceRun): Promise<TargetNode[]> {
     throw new Error(sessionErrorText(e, cfg));
   });
   run.session = s;
-  run.unknown = [];
-  detail.unknown_nodes = 0;
-  detail.unknown_node_ids = [];
+  forgetNodes(run);
   const limits = run.limits = await limitsOf(run, s);
-  const nodes = await selectNodes(run, s, limits);
-  detail.nodes = nodes.length;
+  const nodes = run.nodes = await selectNodes(run, s, limits);
   if (!cfg.polling_mode) await subscribe(run, s, nodes, limits, true);
+  detail.nodes = nodes.length;
   count(run, "full_setups");
   return nodes;
 }
 
-/** The server's operation limits; a BadTooManyOperations answer shrinks them (and says so). */
+/** Forgets the nodes of the previous setup (unknown, gone, monitored). */
+function forgetNodes(run: SourceRun): void {
+  setUnknown(run, []);
+  run.nodes = [];
+  run.items = new Map();
+  run.gone.clear();
+  run.detail.nodes_gone = 0;
+  run.setUpAnew = false;
+  run.rediscover = false;
+}
+
+/**
+ * The server's operation limits; a too-large answer (BadTooManyOperations,
+ * BadRequestTooLarge, BadResponseTooLarge) shrinks them (and says so).
+ */
 async function limitsOf(run: SourceRun, s: ClientSession): Promise<OperationLimits> {
   const { kit, detail } = run;
   const limits = await operationLimits(s);
   for (const [service, batch] of Object.entries(limits)) {
-    batch.onShrink = (from: number, to: number) => {
-      const msg = `server answered BadTooManyOperations to ${from} ${service} operations ` +
+    batch.onShrink = (from: number, to: number, answer: string) => {
+      const msg = `server answered ${answer} to ${from} ${service} operations ` +
         `in one call; retrying with ${to} and keeping that size (the server accepts less ` +
         "than it advertises; nothing to do unless it keeps shrinking, then raise its limits)";
-      kit.log("warning", "opcua batch too large", { service, from, to });
-      if (!run.stopped) kit.status("error", msg, detail);
+      kit.log("warning", "opcua batch too large", { service, from, to, answer });
+      if (run.stopped) return;
+      run.errorShown = true;
+      kit.status("error", msg, detail);
     };
   }
   detail.max_nodes_per_read = limits.read.size;
@@ -106,6 +121,34 @@ async function resolveConfigured(
   return res.nodes;
 }
 
+/**
+ * Discovery as configured on `s`; notes whether it is to be tried again
+ * (problems, or fewer Variables than before: an address space still loading).
+ */
+export async function discoverAgain(
+  run: SourceRun,
+  s: ClientSession,
+  namespaces: string[],
+  limits: OperationLimits,
+): Promise<Discovered> {
+  const { cfg } = run;
+  const d = cfg.discovery;
+  const found = await discover(s, namespaces, {
+    ...DEFAULT_DISCOVERY,
+    ...(d && { roots: d.roots, maxDepth: d.max_depth, include: d.include, exclude: d.exclude }),
+    limit: cfg.variable_limit,
+  }, limits);
+  const n = found.nodes.length;
+  run.rediscover = !found.truncated &&
+    (found.problems.length > 0 || n === 0 || n < run.discoveredMost);
+  run.discoveredMost = Math.max(run.discoveredMost, n);
+  run.detail.discovery_retry = run.rediscover;
+  run.discoveryProblems = found.problems.length > 0
+    ? `${found.problems.join("; ")} (discovery is tried again)`
+    : undefined;
+  return found;
+}
+
 /** The Variables below the discovery roots (up to `variable_limit`); reports problems. */
 async function discoverNodes(
   run: SourceRun,
@@ -114,12 +157,7 @@ async function discoverNodes(
   limits: OperationLimits,
 ): Promise<TargetNode[]> {
   const { cfg, kit, detail } = run;
-  const d = cfg.discovery;
-  const found = await discover(s, namespaces, {
-    ...DEFAULT_DISCOVERY,
-    ...(d && { roots: d.roots, maxDepth: d.max_depth, include: d.include, exclude: d.exclude }),
-    limit: cfg.variable_limit,
-  }, limits);
+  const found = await discoverAgain(run, s, namespaces, limits);
   for (const p of found.problems) kit.log("warning", "opcua discovery", { problem: p });
   if (found.problems.length > 0) kit.status("error", found.problems.join("; "), detail);
   if (found.truncated) {

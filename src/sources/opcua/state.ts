@@ -4,7 +4,12 @@
  * `reuse.ts`), and the small helpers they all use: the interruptible sleep,
  * detail counters, the status of nodes the server does not know.
  */
-import type { ClientSession, ClientSubscription, OPCUAClient } from "node-opcua";
+import type {
+  ClientMonitoredItemBase,
+  ClientSession,
+  ClientSubscription,
+  OPCUAClient,
+} from "node-opcua";
 import type { Buffer } from "node:buffer";
 import type { SourceKit } from "../worker_kit.ts";
 import type { OperationLimits, UnresolvedNode } from "./nodes.ts";
@@ -59,9 +64,27 @@ export interface SourceRun {
   withRange: ReadonlySet<string>;
   /** The NamespaceArray the nodes were resolved with. */
   namespaces: string[];
-  /** Nodes the server does not know (this connect). */
+  /** Nodes the server does not know (yet): resolved again on a backoff (`recover.ts`). */
   unknown: UnresolvedNode[];
+  /** The nodes read or monitored now (the list the acquisition uses; grows on recovery). */
+  nodes: TargetNode[];
+  /** The monitored item of each node in the current subscription. */
+  items: Map<TargetNode, ClientMonitoredItemBase>;
+  /** Nodes whose values had a status other than BadNodeIdUnknown/BadNodeIdInvalid. */
+  known: WeakSet<TargetNode>;
+  /** Items whose values turned BadNodeIdUnknown/BadNodeIdInvalid after being known. */
+  gone: Set<TargetNode>;
+  /** Discovery found problems or fewer Variables than before: it is tried again. */
+  rediscover: boolean;
+  /** The most Variables a discovery found so far. */
+  discoveredMost: number;
+  /** Set by a BadNodeIdUnknown storm: the next connect is a full setup, nothing kept. */
+  setUpAnew: boolean;
+  /** An `error` status was shown while connected (a batch shrink): the next success clears it. */
+  errorShown: boolean;
   deadbandWarning?: string;
+  /** What the last discovery could not use (roots not on the server), while it is retried. */
+  discoveryProblems?: string;
   /** The watch over the connection in use. */
   watch?: LinkWatch;
   /** When the subscription last sent data or a keep-alive (performance.now()). */
@@ -104,13 +127,18 @@ export function count(run: SourceRun, key: string, n = 1): void {
   run.detail[key] = (run.detail[key] as number) + n;
 }
 
+/** Sets the nodes the server does not know (yet) and shows them in the status detail. */
+export function setUnknown(run: SourceRun, list: UnresolvedNode[]): void {
+  run.unknown = list;
+  run.detail.unknown_nodes = list.length;
+  run.detail.unknown_node_ids = list.slice(0, UNKNOWN_SHOWN).map((u) => u.address);
+}
+
 /** Emits a bad reading for each node the server does not know, and counts them. */
 export function reportUnresolved(run: SourceRun, list: UnresolvedNode[]): void {
   if (list.length === 0) return;
-  const { kit, detail } = run;
-  run.unknown = [...run.unknown, ...list];
-  detail.unknown_nodes = run.unknown.length;
-  detail.unknown_node_ids = run.unknown.slice(0, UNKNOWN_SHOWN).map((u) => u.address);
+  const { kit } = run;
+  setUnknown(run, [...run.unknown, ...list]);
   kit.log("warning", "opcua nodes not resolved", {
     count: list.length,
     first: list.slice(0, UNKNOWN_SHOWN).map((u) => `${u.address}: ${u.error}`),
@@ -129,7 +157,10 @@ export function reportUnresolved(run: SourceRun, list: UnresolvedNode[]): void {
 
 /** What the `connected` status says besides the state (warnings), if anything. */
 export function connectedNote(run: SourceRun): string | undefined {
-  const notes = [unknownNodesText(run.unknown, UNKNOWN_SHOWN), run.deadbandWarning]
-    .filter(Boolean);
+  const notes = [
+    unknownNodesText(run.unknown, UNKNOWN_SHOWN),
+    run.discoveryProblems,
+    run.deadbandWarning,
+  ].filter(Boolean);
   return notes.length > 0 ? notes.join("; ") : undefined;
 }

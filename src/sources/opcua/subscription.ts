@@ -5,8 +5,8 @@
  * keep-alive periods, on a session that still answers, is deleted and
  * created again with the same nodes.
  */
-import type { ClientSession } from "node-opcua";
-import { monitorNodes } from "./acquire.ts";
+import type { ClientSession, ClientSubscription, DataValue } from "node-opcua";
+import { type Monitored, monitorNodes } from "./acquire.ts";
 import {
   KEEPALIVE_TARGET_MS,
   type LinkWatch,
@@ -22,9 +22,11 @@ import {
   count,
   errorText,
   reportUnresolved,
+  setUnknown,
   type SourceRun,
   within,
 } from "./state.ts";
+import { noteStatus } from "./recover.ts";
 import { readingOf, type TargetNode } from "./values.ts";
 
 /** Data or a keep-alive from the subscription. */
@@ -41,7 +43,7 @@ export async function subscribe(
   limits: OperationLimits,
   first: boolean,
 ): Promise<void> {
-  const { cfg, kit, detail } = run;
+  const { cfg, detail } = run;
   const t0 = performance.now();
   const sub = await s.createSubscription2(
     subscriptionParameters(cfg.publishing_interval_ms ?? 1000, KEEPALIVE_TARGET_MS),
@@ -52,16 +54,61 @@ export async function subscribe(
   detail.keep_alive_ms = run.keepAliveMs;
   run.subscriptionHeard = performance.now();
   sub.on("keepalive", () => run.subscription === sub && subscriptionAlive(run));
-  const res = await monitorNodes(sub, nodes, cfg, run.withRange, limits.monitoredItems, (n, dv) => {
-    if (run.subscription === sub) subscriptionAlive(run);
-    if (!run.stopped) kit.emit(readingOf(n, dv));
-  });
+  const res = await monitorNodes(
+    sub,
+    nodes,
+    cfg,
+    run.withRange,
+    limits.monitoredItems,
+    itemChanged(run, sub),
+  );
+  run.items = res.items;
+  leaveOut(nodes, res);
+  // Refused items are tried again (`recover.ts`); the first time they are reported.
   if (first) reportUnresolved(run, res.refused);
+  else setUnknown(run, [...run.unknown, ...res.refused]);
   detail.monitored_items = res.monitored;
   detail.create_monitored_items_calls = res.calls;
   detail.max_monitored_items_per_call = limits.monitoredItems.size;
   detail.subscription_setup_ms = Math.round(performance.now() - t0);
   if (first && res.withoutRange.length > 0) warnWithoutRange(run, res.withoutRange);
+}
+
+/** What a change of a monitored item of `sub` does: a reading, and its status followed. */
+function itemChanged(run: SourceRun, sub: ClientSubscription) {
+  return (n: TargetNode, dv: DataValue) => {
+    if (run.subscription === sub) subscriptionAlive(run);
+    if (!run.stopped) run.kit.emit(readingOf(n, dv));
+    if (run.subscription === sub) noteStatus(run, n, dv.statusCode.value);
+  };
+}
+
+/** Takes the refused nodes out of `nodes` (in place: the list the acquisition uses). */
+function leaveOut(nodes: TargetNode[], res: Monitored): void {
+  const refused = new Set(res.refused.map((u) => u.node));
+  for (let i = nodes.length - 1; i >= 0; i--) if (refused.has(nodes[i])) nodes.splice(i, 1);
+}
+
+/**
+ * Adds monitored items for `more` to the running subscription (batched as
+ * at setup); gives the nodes now monitored and the refused ones.
+ */
+export async function monitorMore(
+  run: SourceRun,
+  more: TargetNode[],
+): Promise<Monitored> {
+  const sub = run.subscription!;
+  const res = await monitorNodes(
+    sub,
+    more,
+    run.cfg,
+    run.withRange,
+    run.limits!.monitoredItems,
+    itemChanged(run, sub),
+  );
+  for (const [n, item] of res.items) run.items.set(n, item);
+  run.detail.monitored_items = run.items.size;
+  return res;
 }
 
 /** Says that the nodes without an EURange are monitored without the percent deadband. */

@@ -1,7 +1,8 @@
 /**
  * The OPC UA source while connected: the link watch (`liveness.ts`) with the
- * subscription watchdog on its ticks, and in polling mode the reads on the
- * polling schedule, until the connection is lost or the source stops.
+ * subscription watchdog on its ticks, the recovery of unknown nodes
+ * (`recover.ts`), and in polling mode the reads on the polling schedule,
+ * until the connection is lost or the source stops.
  */
 import { AttributeIds, type ClientSession } from "node-opcua";
 import { readValues } from "./acquire.ts";
@@ -10,6 +11,7 @@ import type { OperationLimits } from "./nodes.ts";
 import { nextTick } from "../schedule.ts";
 import { connectedNote, errorText, sleep, type SourceRun } from "./state.ts";
 import { checkSubscription } from "./subscription.ts";
+import { noteStatus, recover } from "./recover.ts";
 import { readingOf, type TargetNode } from "./values.ts";
 
 /** Server/ServerStatus/CurrentTime: what the link probe reads. */
@@ -18,6 +20,7 @@ const SERVER_TIME = "i=2258";
 /** Watches the connection until it is lost (or the source stops); gives the reason. */
 export async function supervise(run: SourceRun, nodes: TargetNode[]): Promise<string> {
   const s = run.session!;
+  run.nodes = nodes;
   const ended = new Promise<string>((resolve) => {
     run.lost = (reason) => {
       run.lost = () => {};
@@ -33,12 +36,16 @@ export async function supervise(run: SourceRun, nodes: TargetNode[]): Promise<st
   run.watch = w;
   w.start();
   if (run.cfg.polling_mode) void poll(run, s, nodes, run.limits!, w);
+  void recover(run, s, w);
   const reason = await ended;
   w.dead(reason);
   return reason;
 }
 
-/** Reads every node on the polling schedule while `w` says the link is alive. */
+/**
+ * Reads every node on the polling schedule while `w` says the link is alive;
+ * `nodes` may grow meanwhile (recovered nodes).
+ */
 async function poll(
   run: SourceRun,
   s: ClientSession,
@@ -54,13 +61,18 @@ async function poll(
     await kit.waitForCredit();
     if (run.stopped || !w.alive) return;
     try {
-      const dvs = await readValues(s, nodes, limits.read);
+      const list = [...nodes];
+      const dvs = await readValues(s, list, limits.read);
       if (!w.alive) return;
       w.heard();
-      if (!run.stopped) dvs.forEach((dv, i) => kit.emit(readingOf(nodes[i], dv)));
+      if (!run.stopped) dvs.forEach((dv, i) => kit.emit(readingOf(list[i], dv)));
+      dvs.forEach((dv, i) => noteStatus(run, list[i], dv.statusCode.value));
       detail.max_nodes_per_read = limits.read.size;
-      if (failing) kit.status("connected", connectedNote(run), detail);
-      failing = false;
+      // A failed read or a batch shrink showed `error`: this read went well.
+      if ((failing || run.errorShown) && !run.stopped) {
+        kit.status("connected", connectedNote(run), detail);
+      }
+      failing = run.errorShown = false;
     } catch (e) {
       if (!failing && !run.stopped && w.alive) {
         kit.status("error", `read failed: ${errorText(e)}`, detail);

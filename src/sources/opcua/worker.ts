@@ -17,7 +17,9 @@
  * (`reuse.ts`, `resume.ts`); when the server knows neither (restart) or
  * renumbered its namespaces, it builds everything again — session, namespace
  * indices, nodes, subscription. A subscription that goes silent while the
- * session answers is rebuilt in place.
+ * session answers is rebuilt in place. Nodes the server does not know (yet)
+ * are resolved again on the live session (`recover.ts`); when most items turn
+ * BadNodeIdUnknown at once, everything is built again as after a restart.
  *
  * This module holds the Worker entry, the status detail and the retry loop;
  * the state the modules share is a `SourceRun` (`state.ts`).
@@ -48,6 +50,9 @@ function initialDetail(cfg: OpcuaSourceConfig): Detail {
     nodes: 0,
     unknown_nodes: 0,
     unknown_node_ids: [],
+    nodes_turned_unknown: 0,
+    nodes_recovered: 0,
+    node_storms: 0,
     reconnects: 0,
     subscription_rebuilds: 0,
     full_setups: 0,
@@ -69,6 +74,14 @@ function newRun(cfg: OpcuaSourceConfig, kit: SourceKit, dataDir: string): Source
     withRange: new Set(),
     namespaces: [],
     unknown: [],
+    nodes: [],
+    items: new Map(),
+    known: new WeakSet(),
+    gone: new Set(),
+    rediscover: false,
+    discoveredMost: 0,
+    setUpAnew: false,
+    errorShown: false,
     subscriptionHeard: 0,
     keepAliveMs: 0,
     rebuilding: false,
@@ -152,7 +165,8 @@ async function loop(run: SourceRun): Promise<void> {
     const reason = await supervise(run, nodes);
     if (run.stopped) return;
     kit.log("warning", "opcua connection lost; reconnecting", { reason });
-    keep(run, nodes);
+    // After a BadNodeIdUnknown storm nothing is kept: the next connect sets up anew.
+    if (!run.setUpAnew) keep(run, nodes);
     detail.monitored_items = 0;
     kit.status("disconnected", reason, detail);
     await release(run, false);
