@@ -308,6 +308,33 @@ const CASES: Case[] = [
     expect: { value_num: null, value_str: "FILLING", value_type: "string" },
   },
   {
+    name: "a value_type rule leaves Infinity as text",
+    protocol: "mqtt",
+    settings: {
+      rules: [{ match: { address: "^legacy/" }, set: { value_type: "float" } }],
+    },
+    reading: { address: "legacy/a", tag_name: "a", value: "Infinity" },
+    expect: { value_num: null, value_str: "Infinity", value_type: "string" },
+  },
+  {
+    name: "a value_type rule leaves hex text as text",
+    protocol: "mqtt",
+    settings: {
+      rules: [{ match: { address: "^legacy/" }, set: { value_type: "int" } }],
+    },
+    reading: { address: "legacy/b", tag_name: "b", value: " 0x1A " },
+    expect: { value_num: null, value_str: " 0x1A ", value_type: "string" },
+  },
+  {
+    name: "a value_type rule does not relabel JSON text",
+    protocol: "opcua",
+    settings: {
+      rules: [{ match: { address: "^ns=2;" }, set: { value_type: "float" } }],
+    },
+    reading: { address: "ns=2;s=Arr", tag_name: "Arr", value: "[1,2]", value_type: "json" },
+    expect: { value_str: "[1,2]", value_type: "json" },
+  },
+  {
     name: "mqtt source decided quality",
     protocol: "mqtt",
     reading: { address: "sensors/x", tag_name: "x", quality_code: 0, quality: "uncertain" },

@@ -1,7 +1,7 @@
 import { assert, assertEquals } from "./assert.ts";
 import { createNormalizer, inferSignalType, sanitizeSegment } from "../src/normalize/normalize.ts";
 import { fromFloat32 } from "../src/normalize/values.ts";
-import { qualityOf } from "../src/normalize/quality.ts";
+import { compileQualityTable, qualityOf } from "../src/normalize/quality.ts";
 import { typeValue } from "../src/normalize/values.ts";
 import type { Reading } from "../src/sources/worker_protocol.ts";
 
@@ -79,7 +79,8 @@ Deno.test("normalize: quality by protocol rules and the configured table", () =>
   assertEquals(qualityOf("opc_classic", 192), "good");
   assertEquals(qualityOf("opc_classic", 64), "uncertain");
   assertEquals(qualityOf("opc_classic", 0), "bad");
-  assertEquals(qualityOf("modbus", 6, settings.quality_mapping), "uncertain");
+  assertEquals(compileQualityTable(settings.quality_mapping)("modbus", 6), "uncertain");
+  assertEquals(compileQualityTable(settings.quality_mapping)("modbus", 7), undefined);
   assertEquals(qualityOf("modbus", 2), "bad");
 });
 

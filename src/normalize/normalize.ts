@@ -303,7 +303,10 @@ export function createNormalizer(settings: NormalizeSettings): Normalizer {
   const valueOf = (e: TagEntry, r: Reading) =>
     typeValue(
       r.value,
-      e.textAs !== undefined && typeof r.value === "string" ? e.textAs : r.value_type,
+      e.textAs !== undefined && typeof r.value === "string" &&
+        (r.value_type === undefined || r.value_type === "string")
+        ? e.textAs
+        : r.value_type,
     );
 
   const normalize = ((source: SourceInfo, r: Reading, ingest: number): NormalizedRecord => {

@@ -48,12 +48,10 @@ export function compileQualityTable(table?: QualityTable): TableLookup {
 }
 
 /**
- * Quality of a native code: the configured table first (it must really apply),
- * then the protocol's own rule, else 0 = good and anything else bad.
+ * Quality of a native code by the protocol's own rule (the configured table,
+ * `compileQualityTable`, is looked up before this): 0 = good, anything else bad.
  */
-export function qualityOf(protocol: string, code: number, table?: QualityTable): Quality {
-  const configured = table ? compileQualityTable(table)(protocol, code) : undefined;
-  if (configured) return configured;
+export function qualityOf(protocol: string, code: number): Quality {
   if (protocol === "opcua") return opcuaQuality(code);
   if (protocol === "opc_classic") return opcClassicQuality(code);
   return code === 0 ? "good" : "bad";

@@ -17,6 +17,9 @@ function base64(bytes: Uint8Array): string {
   return btoa(s);
 }
 
+/** Decimal number text (no hex, no Infinity or NaN), surrounding spaces allowed. */
+const DECIMAL = /^\s*[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?\s*$/;
+
 /**
  * Types a decoded value. Non-finite numbers are kept as text, 64-bit integers
  * beyond 2^53 keep their exact text, numeric strings become numbers only when
@@ -51,9 +54,7 @@ export function typeValue(value: unknown, hint?: ValueType): TypedValue {
     };
   }
   if (typeof value === "string") {
-    if (
-      (hint === "int" || hint === "float") && value.trim() !== "" && !Number.isNaN(Number(value))
-    ) {
+    if ((hint === "int" || hint === "float") && DECIMAL.test(value)) {
       const n = Number(value);
       const exact = hint === "int" && !Number.isSafeInteger(n) ? value : null;
       return { value_num: n, value_str: exact, value_bool: null, value_type: hint };

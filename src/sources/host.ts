@@ -203,8 +203,9 @@ export class SourceHost {
         const stored = this.onDeadLetter(slot.config.name, msg.reason, msg.item, msg.detail);
         const id = msg.id;
         if (id !== undefined) {
+          // To the Worker that sent it (a restarted one counts its ids anew).
           const done = () =>
-            slot.worker?.postMessage({ type: "dead_letter_stored", id } satisfies ToWorker);
+            worker.postMessage({ type: "dead_letter_stored", id } satisfies ToWorker);
           Promise.resolve(stored).then(done, done);
         }
         break;

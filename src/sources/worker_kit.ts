@@ -228,7 +228,7 @@ export class SourceKit {
     this.flush();
     this.#closed = true;
     for (const w of this.#creditWaiters.splice(0)) w();
-    for (const w of this.#deadLetterWaiters.values()) w();
+    // Not released: what waits for them (an MQTT ack) is not sent; the broker redelivers.
     this.#deadLetterWaiters.clear();
   }
 

@@ -49,7 +49,7 @@ export function noteStatus(run: SourceRun, node: TargetNode, code: number): void
   run.detail.nodes_gone = run.gone.size;
   const total = run.nodes.length;
   if (run.gone.size >= 2 && run.gone.size > total * STORM_SHARE) storm(run, total);
-  else showStatus(run);
+  // else: the recovery loop shows the new counts once per step, not once per node.
 }
 
 /** Sends the status with the current detail (counts of unknown and gone nodes). */
@@ -83,8 +83,15 @@ function pending(run: SourceRun): boolean {
 export async function recover(run: SourceRun, s: ClientSession, w: LinkWatch): Promise<void> {
   let delay = FIRST_MS;
   let due = performance.now() + delay;
+  let goneSeen = run.gone.size;
   while (!run.stopped && w.alive && !run.setUpAnew) {
     await new Promise((r) => setTimeout(r, STEP_MS));
+    if (run.gone.size > goneSeen && !run.setUpAnew) {
+      // Newly gone items: shown once, and tried soon whatever the backoff had reached.
+      showStatus(run);
+      [delay, due] = [FIRST_MS, Math.min(due, performance.now() + FIRST_MS)];
+    }
+    goneSeen = run.gone.size;
     if (!pending(run)) {
       [delay, due] = [FIRST_MS, performance.now() + FIRST_MS];
       continue;

@@ -139,6 +139,11 @@ export async function discoverAgain(
     limit: cfg.variable_limit,
   }, limits);
   const n = found.nodes.length;
+  // The same smaller count three times in a row: those Variables are gone for good.
+  const last = run.discoveredLast;
+  last.times = n === last.count ? last.times + 1 : 1;
+  last.count = n;
+  if (last.times >= 3 && n > 0) run.discoveredMost = n;
   run.rediscover = !found.truncated &&
     (found.problems.length > 0 || n === 0 || n < run.discoveredMost);
   run.discoveredMost = Math.max(run.discoveredMost, n);

@@ -78,6 +78,8 @@ export interface SourceRun {
   rediscover: boolean;
   /** The most Variables a discovery found so far. */
   discoveredMost: number;
+  /** What the last discovery found, and how many discoveries in a row found that many. */
+  discoveredLast: { count: number; times: number };
   /** Set by a BadNodeIdUnknown storm: the next connect is a full setup, nothing kept. */
   setUpAnew: boolean;
   /** An `error` status was shown while connected (a batch shrink): the next success clears it. */

@@ -34,6 +34,8 @@ export async function supervise(run: SourceRun, nodes: TargetNode[]): Promise<st
     (w) => void checkSubscription(run, w, nodes),
   );
   run.watch = w;
+  // A storm seen before this point (notifications republished on resume) asked for a full setup.
+  if (run.setUpAnew) run.lost("BadNodeIdUnknown storm; setting up anew");
   w.start();
   if (run.cfg.polling_mode) void poll(run, s, nodes, run.limits!, w);
   void recover(run, s, w);
@@ -79,6 +81,7 @@ async function poll(
       }
       failing = true;
     }
+    if (!w.alive) return; // the retry loop owns the wake-up from here
     await sleep(run, nextTick(start, interval, performance.now()) - performance.now());
   }
 }

@@ -80,6 +80,7 @@ function newRun(cfg: OpcuaSourceConfig, kit: SourceKit, dataDir: string): Source
     gone: new Set(),
     rediscover: false,
     discoveredMost: 0,
+    discoveredLast: { count: -1, times: 0 },
     setUpAnew: false,
     errorShown: false,
     subscriptionHeard: 0,
