@@ -98,10 +98,14 @@ export async function recover(run: SourceRun, s: ClientSession, w: LinkWatch): P
     }
     if (performance.now() < due || run.rebuilding || !w.alive || run.stopped) continue;
     let back = 0;
+    // One at a time: the subscription watchdog does not rebuild during a round.
+    run.rebuilding = true;
     try {
       back = await recoverOnce(run, s);
     } catch (e) {
       run.kit.log("debug", "opcua resolving unknown nodes failed", { error: errorText(e) });
+    } finally {
+      run.rebuilding = false;
     }
     delay = back > 0 ? FIRST_MS : Math.min(delay * 2, MAX_MS);
     due = performance.now() + delay;

@@ -93,7 +93,7 @@ export interface SourceRun {
   subscriptionHeard: number;
   /** The subscription's keep-alive period. */
   keepAliveMs: number;
-  /** True while the watchdog rebuilds a silent subscription. */
+  /** True while the watchdog rebuilds a silent subscription or a node recovery round runs. */
   rebuilding: boolean;
   /** Set while connected: ends the connection with the reason. */
   lost: (reason: string) => void;
