@@ -201,8 +201,12 @@ function browsePathSegments(path: string | undefined): string {
   return path.split("/").map(sanitizeSegment).filter((s) => s !== "").join("/");
 }
 
-/** Builds the normalizer for a config section; call once, use per record. */
-export function createNormalizer(settings: NormalizeSettings): Normalizer {
+/**
+ * The per-tag part of normalization: context, rules, tag path and the JSON of
+ * the tag's fields, built once per tag and kept while the reading's inputs stay
+ * the same; counts records whose path lacked context, per source.
+ */
+function compileTagEntries(settings: NormalizeSettings) {
   const template = compileTemplate(settings.path_template);
   const placeholder = settings.missing_placeholder;
   const defaults = settings.default_context ?? {};
@@ -284,6 +288,13 @@ export function createNormalizer(settings: NormalizeSettings): Normalizer {
     if (e.incomplete) incompletePaths.set(source.name, (incompletePaths.get(source.name) ?? 0) + 1);
     return e;
   };
+
+  return { entryFor, incompletePaths };
+}
+
+/** Builds the normalizer for a config section; call once, use per record. */
+export function createNormalizer(settings: NormalizeSettings): Normalizer {
+  const { entryFor, incompletePaths } = compileTagEntries(settings);
 
   // The configured table first, even over a quality the source decided (it must really apply).
   const tableQuality = compileQualityTable(settings.quality_mapping);
