@@ -71,9 +71,10 @@ async function deliverJson(src: HostedSource, pubUrl: string, pubOpts = {}): Pro
   } finally {
     await pub.endAsync();
   }
-  await waitFor(() => src.rows.length >= MESSAGES, `${MESSAGES} rows`);
-  const values = src.rows.map((r) => Number(r.value_num)).sort((a, b) => a - b);
-  assertEquals(values, Array.from({ length: MESSAGES }, (_, i) => i));
+  // QoS 1 is at least once: a reconnect on a busy machine may repeat the unacknowledged few.
+  const distinct = () => [...new Set(src.rows.map((r) => Number(r.value_num)))];
+  await waitFor(() => distinct().length >= MESSAGES, `${MESSAGES} distinct rows`);
+  assertEquals(distinct().sort((a, b) => a - b), Array.from({ length: MESSAGES }, (_, i) => i));
   const row = src.rows.find((r) => r.value_num === 7)!;
   assertEquals(row.address, "ws/pump2/flow");
   assertEquals(row.tag_name, "flow");
