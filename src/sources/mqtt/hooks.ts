@@ -1,0 +1,72 @@
+/**
+ * The mqtt.js hooks of an MQTT source: `customHandleAcks` for every QoS 1/2
+ * PUBLISH (both protocol versions; mqtt.js keeps its own default for MQTT
+ * 3.1.1, ours holds the ack with both), the AckGate on `_sendPacket`, and
+ * `handleMessage` for QoS 0. Both wait for credit from the main thread
+ * before handling a message.
+ */
+import type { IPublishPacket, MqttClient } from "mqtt";
+import type { AckGate } from "./acks.ts";
+import type { MessageHandler } from "./handle.ts";
+import type { MqttRun } from "./run.ts";
+
+/** How mqtt.js is told a QoS 1/2 message was handled (`customHandleAcks`' callback). */
+type AckDone = (err: Error, code: number) => void;
+
+/** Installs the hooks on a new client (before it connects). */
+export function attachHooks(
+  c: MqttClient,
+  run: MqttRun,
+  gate: AckGate,
+  handler: MessageHandler,
+): void {
+  c.options.customHandleAcks = onPublishHook(run, gate, handler) as never;
+  gate.attach(c);
+  c.handleMessage = onMessageHook(run, handler);
+}
+
+/** Runs `fn` once the main thread takes batches again (posts the current one first). */
+function afterCredit(run: MqttRun, fn: () => void): void {
+  run.kit.flush();
+  run.kit.waitForCredit().then(fn);
+}
+
+/**
+ * mqtt.js hook for every QoS 1/2 PUBLISH: emits the readings, registers the
+ * commit the PUBACK/PUBREC waits for with the gate, and lets mqtt.js read the
+ * next packet at once.
+ */
+function onPublishHook(run: MqttRun, gate: AckGate, handler: MessageHandler) {
+  /** Handles a QoS 1/2 message and lets mqtt.js go on; its ack waits in the gate. */
+  const answer = (topic: string, message: Uint8Array, packet: IPublishPacket, done: AckDone) => {
+    if (run.stopping) return;
+    const held = handler.handleSafely(topic, message, packet);
+    if (held && packet.messageId !== undefined) gate.hold(packet.messageId, held);
+    if (gate.full) run.kit.flush();
+    done(null as unknown as Error, 0);
+  };
+  return (topic: string, message: Uint8Array, packet: IPublishPacket, done: AckDone): void => {
+    if (run.stopping) return; // no ack: the broker keeps the message for the next session
+    if (run.kit.hasCredit()) answer(topic, message, packet, done);
+    else afterCredit(run, () => answer(topic, message, packet, done));
+  };
+}
+
+/** mqtt.js `handleMessage`: handles QoS 0 messages (QoS 1/2 were handled in the publish hook). */
+function onMessageHook(run: MqttRun, handler: MessageHandler): MqttClient["handleMessage"] {
+  return (packet, done) => {
+    if (packet.qos > 0 || run.stopping) return done();
+    const topic = typeof packet.topic === "string" ? packet.topic : String(packet.topic);
+    const payload = typeof packet.payload === "string"
+      ? new TextEncoder().encode(packet.payload)
+      : packet.payload;
+    if (run.kit.hasCredit()) {
+      handler.handleSafely(topic, payload, packet);
+      return done();
+    }
+    afterCredit(run, () => {
+      handler.handleSafely(topic, payload, packet);
+      done();
+    });
+  };
+}
