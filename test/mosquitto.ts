@@ -29,7 +29,10 @@ export interface Mosquitto {
   /** `ws://` or `wss://` URL of the websockets listener, when one was asked for. */
   wsUrl?: string;
   pid: number;
+  /** SIGTERM, then removes its folder. */
   stop(): Promise<void>;
+  /** SIGKILL (no clean shutdown), then removes its folder. */
+  kill(): Promise<void>;
 }
 
 /** How the test broker's listener is set up. */
@@ -45,6 +48,8 @@ export interface MosquittoOptions {
    * or `wss` with the `tls` files (which then secure both listeners).
    */
   websockets?: "ws" | "wss";
+  /** The plain listener's port (default: a free one), e.g. to start again where a killed broker was. */
+  port?: number;
 }
 
 /**
@@ -58,7 +63,7 @@ export async function startMosquitto(
   const bin = mosquittoPath();
   if (!bin) throw new Error("mosquitto is not installed");
   const dir = await Deno.makeTempDir({ prefix: "mosquitto_" });
-  const port = freePort();
+  const port = opts.port ?? freePort();
   const wsPort = opts.websockets ? freePort() : undefined;
   const conf = `${dir}/mosquitto.conf`;
   await Deno.writeTextFile(
@@ -83,12 +88,15 @@ export async function startMosquitto(
     url: `${opts.tls ? "mqtts" : "mqtt"}://127.0.0.1:${port}`,
     wsUrl: wsPort === undefined ? undefined : `${opts.websockets}://127.0.0.1:${wsPort}`,
     pid: child.pid,
-    async stop() {
-      if (!exited) Deno.kill(child.pid, "SIGTERM");
-      await status;
-      await Deno.remove(dir, { recursive: true });
-    },
+    stop: () => end("SIGTERM"),
+    kill: () => end("SIGKILL"),
   };
+
+  async function end(signal: Deno.Signal): Promise<void> {
+    if (!exited) Deno.kill(child.pid, signal);
+    await status;
+    await Deno.remove(dir, { recursive: true }).catch(() => {});
+  }
 }
 
 function listenerConfig(port: number, opts: MosquittoOptions): string {
@@ -339,4 +347,38 @@ export function connected(r: Running) {
     () => r.status()?.state === "connected" && r.status().detail.subscriptions,
     "the source connected and subscribed",
   );
+}
+
+/** A retained message as a fresh subscriber receives it. */
+export interface Retained {
+  payload: Uint8Array;
+  retain: boolean;
+}
+
+/**
+ * Subscribes a fresh client to `topic` and returns the first message it gets
+ * within `waitMs` (a retained one arrives at once), or undefined.
+ */
+export async function retainedOn(
+  url: string,
+  topic: string,
+  waitMs = 500,
+): Promise<Retained | undefined> {
+  const probe = await mqtt.connectAsync(url, { protocolVersion: 5, reconnectPeriod: 0 });
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  try {
+    const got = new Promise<Retained | undefined>((resolve) => {
+      probe.on(
+        "message",
+        (_t, payload, packet) =>
+          resolve({ payload: new Uint8Array(payload), retain: packet.retain }),
+      );
+      timer = setTimeout(() => resolve(undefined), waitMs);
+    });
+    await probe.subscribeAsync(topic, { qos: 1 });
+    return await got;
+  } finally {
+    clearTimeout(timer);
+    await probe.endAsync();
+  }
 }

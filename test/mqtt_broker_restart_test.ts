@@ -10,13 +10,15 @@ import { assert, assertEquals } from "./assert.ts";
 import { waitFor } from "./helpers.ts";
 import {
   connected,
+  type Mosquitto,
   mosquittoPath,
   publisher,
+  retainedOn,
   type Row,
   type Running,
   runSource,
+  startMosquitto,
 } from "./mosquitto.ts";
-import { type BrokerProcess, retainedOn, startBrokerOn } from "./mqtt_test_kit.ts";
 import { type HostState, parseState, stateTopic } from "../src/sources/mqtt/sparkplug/state.ts";
 
 const hasMosquitto = mosquittoPath() !== undefined;
@@ -89,7 +91,7 @@ Deno.test({
     `mqtt: broker killed and restarted on the same port: disconnected, stale Sparkplug metrics, reconnect, resubscribe, new STATE${needs}`,
   ignore: !hasMosquitto,
   async fn() {
-    let broker: BrokerProcess | undefined = await startBrokerOn();
+    let broker: Mosquitto | undefined = await startMosquitto();
     const port = broker.port;
     const url = broker.url;
     let src: Running | undefined;
@@ -151,7 +153,7 @@ Deno.test({
       );
 
       // The same port again: the source reconnects and subscribes anew.
-      broker = await startBrokerOn(port);
+      broker = await startMosquitto("", { port });
       await waitFor(
         () => src!.status().state === "connected" && src!.status().counters.reconnects > 0,
         "the reconnect",
