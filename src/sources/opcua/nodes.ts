@@ -21,6 +21,7 @@ import {
 } from "node-opcua";
 import type { TargetNode } from "./values.ts";
 import type { OpcuaNodeEntry } from "./schema.ts";
+import { errorText } from "./state.ts";
 
 /** Operations per call when the server does not advertise a limit. */
 export const DEFAULT_OPERATIONS_PER_CALL = 1000;
@@ -85,7 +86,7 @@ const TOO_LARGE = ["BadTooManyOperations", "BadRequestTooLarge", "BadResponseToo
 export function tooLargeAnswer(e: unknown): string | undefined {
   const result = (e as { response?: { responseHeader?: { serviceResult?: StatusCode } } })
     ?.response?.responseHeader?.serviceResult;
-  const text = e instanceof Error ? e.message : String(e);
+  const text = errorText(e);
   return TOO_LARGE.find((name) =>
     result?.value === StatusCodes[name].value || text.includes(name.slice(3))
   );
@@ -415,7 +416,7 @@ export async function resolveExplicit(
     } catch (e) {
       unresolved.push({
         address,
-        error: e instanceof Error ? e.message : String(e),
+        error: errorText(e),
         code: StatusCodes.BadNodeIdInvalid.value,
       });
     }
@@ -423,9 +424,7 @@ export async function resolveExplicit(
   const paths = byPath.length === 0
     ? []
     : await translatePaths(session, namespaces, byPath.map((p) => p.spec), limits).catch((e) =>
-      byPath.map(() =>
-        `TranslateBrowsePathsToNodeIds failed: ${e instanceof Error ? e.message : String(e)}`
-      )
+      byPath.map(() => `TranslateBrowsePathsToNodeIds failed: ${errorText(e)}`)
     );
   byPath.forEach((p, i) => {
     const found = paths[i];

@@ -15,6 +15,7 @@ import {
   UserTokenType,
 } from "node-opcua";
 import { hostPortOf, TRANSPORT_TIMEOUT_MS } from "./liveness.ts";
+import { errorText } from "./state.ts";
 import type { SourceKit } from "../worker_kit.ts";
 import { certificateDer, listCertificates, thumbprintOf } from "./pki.ts";
 import type { OpcuaSourceConfig } from "./schema.ts";
@@ -30,8 +31,6 @@ export interface AgentPki {
   certs: OPCUACertificateManager;
   applicationUri: string;
 }
-
-const errorText = (e: unknown) => (e instanceof Error ? e.message : String(e));
 
 /**
  * The application URI in the agent's certificate, kept in
