@@ -8,7 +8,6 @@ const read = compileMessageReader({
   payload: { format: "auto" },
   retained_as_uncertain: true,
   stale_after_s: 60,
-  max_payload_bytes: 1000,
 });
 
 function one(payload: unknown, retain = false) {

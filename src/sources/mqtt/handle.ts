@@ -73,9 +73,11 @@ export class MessageHandler {
     return commitOnce();
   }
 
-  /** Readings of one message: Sparkplug B on its namespace, else the payload rules. */
+  /**
+   * Readings of one message: none over `max_payload_bytes` (any topic), Sparkplug
+   * B on its namespace, else the payload rules.
+   */
   #readingsOf(topic: string, payload: Uint8Array, flags: MessageFlags): Readings {
-    if (!topic.startsWith(`${NAMESPACE}/`)) return this.#read(topic, payload, flags);
     const max = this.run.cfg.max_payload_bytes;
     if (payload.length > max) {
       return {
@@ -83,6 +85,7 @@ export class MessageHandler {
         reason: `payload of ${payload.length} bytes exceeds max_payload_bytes ${max}`,
       };
     }
+    if (!topic.startsWith(`${NAMESPACE}/`)) return this.#read(topic, payload, flags);
     const { own } = this.parts;
     if (topic === own?.topic) {
       own.onOwnState(payload, this.run.client);

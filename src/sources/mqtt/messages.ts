@@ -16,7 +16,6 @@ export interface MessageReaderConfig {
   retained_as_uncertain: boolean;
   /** A value whose source timestamp is older than this (seconds) gets quality uncertain. */
   stale_after_s?: number;
-  max_payload_bytes: number;
 }
 
 /** What the broker says about a message besides topic and payload. */
@@ -42,13 +41,6 @@ export function compileMessageReader(
   const tagOf = rememberTags(compileTopicMapper(cfg.topic_template));
   const staleMicros = cfg.stale_after_s === undefined ? undefined : cfg.stale_after_s * 1e6;
   return (topic, payload, flags, nowMicros = Date.now() * 1000) => {
-    if (payload.length > cfg.max_payload_bytes) {
-      return {
-        ok: false,
-        reason:
-          `payload of ${payload.length} bytes exceeds max_payload_bytes ${cfg.max_payload_bytes}`,
-      };
-    }
     const decoded = decodePayload(payload, cfg.payload);
     if (!decoded.ok) return decoded;
     const tag = tagOf(topic);
