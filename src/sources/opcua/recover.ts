@@ -118,7 +118,7 @@ async function recoverOnce(run: SourceRun, s: ClientSession): Promise<number> {
   await dropGone(run, s);
   const { found, still } = await resolveAgain(run, s, run.unknown);
   const fresh = run.rediscover ? await rediscovered(run, s, found) : [];
-  const { added, refused } = await acquire(run, s, [...found, ...fresh]);
+  const { added, refused } = await monitorFound(run, s, [...found, ...fresh]);
   if (run.stopped || run.setUpAnew) return 0;
   run.nodes.push(...added);
   setUnknown(run, [...still, ...refused]);
@@ -213,7 +213,7 @@ async function rediscovered(
 }
 
 /** Reads the units of `found` and adds them to the subscription (or the polling list). */
-async function acquire(
+async function monitorFound(
   run: SourceRun,
   s: ClientSession,
   found: TargetNode[],
