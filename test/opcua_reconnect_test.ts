@@ -252,8 +252,8 @@ async function throughRelay(
 
 /**
  * Freezes the link until the source reports it lost and the simulator has
- * moved at least 25 steps, runs `meanwhile`, thaws it and waits for new
- * values; returns the highest PartCount seen before the thaw.
+ * moved at least 25 steps, runs `meanwhile`, thaws it and waits for values
+ * made after the thaw; returns the highest PartCount seen before the thaw.
  */
 async function linkLoss(
   sim: Sim,
@@ -269,9 +269,16 @@ async function linkLoss(
   const before = Math.max(
     ...run.rows.filter((r) => r.address === COUNT).map((r) => r.value_num as number),
   );
+  const atThaw = sim.steps();
   relay.thaw();
   await state(run, "connected", "connected after the relay forwards again");
   await freshValues(run, COUNT, run.rows.length, 3, "new values after recovery");
+  // The first values after recovery may be the outage's, republished: wait for the current ones.
+  await waitFor(
+    () => run.rows.some((r) => r.address === COUNT && (r.value_num as number) >= atThaw),
+    `a PartCount value from after the thaw (>= ${atThaw})`,
+    30_000,
+  );
   return before;
 }
 
