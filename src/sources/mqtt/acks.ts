@@ -97,8 +97,9 @@ export class AckGate {
   readonly #waiting = new Map<Promise<unknown>, AckGroup>();
   readonly #resume: Array<() => void> = [];
   #held = 0;
-  /** Writes a group of acks on the attached client (set by `attach`). */
-  #send: (acks: HeldAck[]) => void = () => {};
+  /** Writes a group of acks on a connection of the attached client (set by `attach`). */
+  #send: (acks: HeldAck[], stream: AckStream) => void = () => {};
+  #client: MqttClient | undefined;
 
   constructor(readonly max: number) {}
 
@@ -121,6 +122,7 @@ export class AckGate {
   attach(client: MqttClient): void {
     const c = client as unknown as { _sendPacket: SendPacket; stream: AckStream };
     const send = c._sendPacket.bind(c);
+    this.#client = client;
     c._sendPacket = (packet, cb, cbStorePut, noStore) => {
       const id = packet.messageId;
       const commit = id === undefined ? undefined : this.#commits.get(id);
@@ -128,26 +130,16 @@ export class AckGate {
         return send(packet, cb, cbStorePut, noStore);
       }
       this.#commits.delete(id!);
-      this.#held++;
-      if (this.#held > this.stats.peakHeld) this.stats.peakHeld = this.#held;
-      let group = this.#waiting.get(commit);
-      if (!group) {
-        const g: AckGroup = { acks: [], stream: c.stream, settled: false };
-        const release = () => this.#release(commit, g, client.connected && c.stream === g.stream);
-        commit.then(release, release);
-        this.#waiting.set(commit, group = g);
-      }
-      group.acks.push(packet);
+      this.#enqueue(packet, commit, c.stream);
       if (this.#held < this.max) cb?.();
       else {
         this.stats.paused++;
         this.#resume.push(() => cb?.());
       }
     };
-    this.#send = (acks) => {
+    this.#send = (acks, stream) => {
       // One write for the whole group (mqtt.js would write each ack as
       // several chunks through its stream machinery).
-      const stream = c.stream;
       const bytes = encodeAcks(acks);
       if (bytes && stream.write) {
         stream.write(bytes);
@@ -159,6 +151,39 @@ export class AckGate {
     };
   }
 
+  /**
+   * The PUBACK of a QoS 1 message our reader took off `stream` (not through
+   * mqtt.js) goes out once `commit` resolves (at once without one), if
+   * `stream` is still the client's connection.
+   */
+  ackAfter(messageId: number, commit: Promise<unknown> | undefined, stream: unknown): void {
+    this.#enqueue({ cmd: "puback", messageId }, commit ?? Promise.resolve(), stream);
+  }
+
+  /** Resolves once fewer than `max` acks are held. */
+  whenRoom(): Promise<void> {
+    if (this.#held < this.max) return Promise.resolve();
+    this.stats.paused++;
+    return new Promise((r) => this.#resume.push(r));
+  }
+
+  /** Adds an ack to the group of acks of `stream` waiting for `commit`. */
+  #enqueue(ack: HeldAck, commit: Promise<unknown>, stream: unknown): void {
+    this.#held++;
+    if (this.#held > this.stats.peakHeld) this.stats.peakHeld = this.#held;
+    let group = this.#waiting.get(commit);
+    if (!group || group.stream !== stream) {
+      const g: AckGroup = { acks: [], stream, settled: false };
+      const release = () => {
+        const c = this.#client as unknown as { connected: boolean; stream: unknown } | undefined;
+        this.#release(commit, g, c?.connected === true && c.stream === g.stream);
+      };
+      commit.then(release, release);
+      this.#waiting.set(commit, group = g);
+    }
+    group.acks.push(ack);
+  }
+
   /** Writes the acks that waited for `commit` (if their connection is still up). */
   #release(commit: Promise<unknown>, g: AckGroup, sameConnection: boolean): void {
     if (this.#waiting.get(commit) === g) this.#waiting.delete(commit);
@@ -166,7 +191,7 @@ export class AckGate {
     this.#settle(g);
     if (sameConnection) {
       this.stats.sent += g.acks.length;
-      this.#send(g.acks);
+      this.#send(g.acks, g.stream as AckStream);
     } else this.stats.dropped += g.acks.length;
     if (this.#held < this.max) this.#resume.splice(0).forEach((r) => r());
   }

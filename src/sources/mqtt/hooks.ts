@@ -1,28 +1,49 @@
 /**
- * The mqtt.js hooks of an MQTT source: `customHandleAcks` for every QoS 1/2
- * PUBLISH (both protocol versions; mqtt.js keeps its own default for MQTT
- * 3.1.1, ours holds the ack with both), the AckGate on `_sendPacket`, and
- * `handleMessage` for QoS 0. Both wait for credit from the main thread
- * before handling a message.
+ * The hooks of an MQTT source on its mqtt.js client: our PUBLISH reader
+ * (`publish_reader.ts`) takes QoS 0/1 messages off the socket first; what
+ * it passes on reaches mqtt.js' `customHandleAcks` (QoS 1/2, both protocol
+ * versions; mqtt.js keeps its own default for MQTT 3.1.1, ours holds the ack
+ * with both) and `handleMessage` (QoS 0), with the AckGate on `_sendPacket`.
+ * Every path waits for credit from the main thread before handling a message.
  */
 import type { IPublishPacket, MqttClient } from "mqtt";
 import type { AckGate } from "./acks.ts";
 import type { MessageHandler } from "./handle.ts";
+import { installPublishReader, type PublishTaker, type TakenPublish } from "./publish_reader.ts";
 import type { MqttRun } from "./run.ts";
 
 /** How mqtt.js is told a QoS 1/2 message was handled (`customHandleAcks`' callback). */
 type AckDone = (err: Error, code: number) => void;
 
-/** Installs the hooks on a new client (before it connects). */
+/** Installs the hooks on a new client (created with `manualConnect`, before it connects). */
 export function attachHooks(
   c: MqttClient,
   run: MqttRun,
   gate: AckGate,
   handler: MessageHandler,
 ): void {
+  installPublishReader(c, publishTaker(run, gate, handler));
   c.options.customHandleAcks = onPublishHook(run, gate, handler) as never;
   gate.attach(c);
   c.handleMessage = onMessageHook(run, handler);
+}
+
+/** What our PUBLISH reader does with the messages it takes (see `answer` below for mqtt.js'). */
+function publishTaker(run: MqttRun, gate: AckGate, handler: MessageHandler): PublishTaker {
+  return {
+    // Stopping: mqtt.js' hooks drop them unacknowledged.
+    route: () => run.stopping ? "pass" : run.kit.hasCredit() && !gate.full ? "take" : "wait",
+    async whenMayTake() {
+      run.kit.flush();
+      if (!run.kit.hasCredit()) await run.kit.waitForCredit();
+      await gate.whenRoom();
+    },
+    take(p: TakenPublish, connection: unknown) {
+      const held = handler.handleSafely(p.topic, p.payload, p as unknown as IPublishPacket);
+      if (p.qos === 1) gate.ackAfter(p.messageId!, held, connection);
+      if (gate.full) run.kit.flush();
+    },
+  };
 }
 
 /** Runs `fn` once the main thread takes batches again (posts the current one first). */

@@ -94,8 +94,9 @@ class MqttSource implements SourceDriver {
       client_id: opts.clientId,
       ...this.security,
     });
-    const c = mqtt.connect(url, opts);
+    const c = mqtt.connect(url, { ...opts, manualConnect: true });
     attachHooks(c, this.run, this.gate, this.handler);
+    c.connect();
     c.on("connect", (connack) => this.onConnect(c, opts, connack));
     c.on("error", (e) => {
       this.lastError = describeMqttError(e, url, this.run.cfg.mqtt_version, {
