@@ -2,13 +2,18 @@
  * MQTT benchmark: how fast QoS 1 messages go from Mosquitto through the agent
  * (MQTT source, spool, Zerobus client) into the stand-in, with nothing lost.
  *
- * 1. limit: a bare QoS 1 subscriber (acks at once, no spool) fed by a fast QoS 1
- *    publisher through the same Mosquitto — the ceiling of this machine.
+ * 1. limit: a bare QoS 1 subscriber (`bench_mqtt_subscriber.ts`, its own
+ *    process; acks at once, no spool) fed by a fast QoS 1 publisher (this
+ *    process) through the same Mosquitto.
  * 2. json: the agent (its own process, persistent session, QoS 1) reading JSON
  *    messages, one record each.
  * 3. sparkplug: the same with Sparkplug B DDATA of 10 metrics (NBIRTH/DBIRTH first).
  * 4. serial: the json run with `receive_maximum: 1` (one message per spool commit, as
  *    before acks were pipelined), for comparison, at most 5 s.
+ *
+ * In two layouts (see `benchMqtt`): split (publisher and Mosquitto on CPU 0,
+ * the subscriber side on the other CPUs; all four runs) and shared (every
+ * process on every core; 1 and 2 only).
  *
  * For 2 and 3 the publisher runs for `durationS` as fast as the agent keeps up
  * (its lead over the agent's spool is capped); then every published message

@@ -3,11 +3,13 @@
  * turns messages into readings, and acknowledges QoS 1/2 messages to the
  * broker only after their records are committed to the spool.
  *
- * QoS 1/2 messages (MQTT 5 and 3.1.1) come through mqtt.js `customHandleAcks`
- * (`hooks.ts`); their PUBACK/PUBREC waits in the AckGate (`acks.ts`) for the
- * commit (`commits.ts`) while mqtt.js reads on, so many messages share one
- * spool commit (at most `receive_maximum` unacknowledged). Messages become
- * readings or dead letters in `handle.ts`.
+ * QoS 0/1 PUBLISH packets are taken off the socket by our reader
+ * (`publish_reader.ts`); the rest (QoS 2, MQTT 5 properties, ...) come
+ * through mqtt.js `customHandleAcks` and `handleMessage` (`hooks.ts`). A
+ * PUBACK/PUBREC waits in the AckGate (`acks.ts`) for the commit
+ * (`commits.ts`) while reading goes on, so many messages share one spool
+ * commit (at most `receive_maximum` unacknowledged). Messages become readings
+ * or dead letters in `handle.ts`.
  *
  * With `sparkplug.host_id` the source is a Sparkplug host: its Will is the
  * offline STATE, it subscribes first and then publishes the online STATE
