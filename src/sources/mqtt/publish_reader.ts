@@ -40,7 +40,8 @@ export interface TakenPublish {
 /** Largest packet (fixed header included) the reader takes; bigger ones go to mqtt.js. */
 export const MAX_TAKEN_PACKET = 64 * 1024;
 
-const topicDecoder = new TextDecoder("utf-8", { fatal: true });
+// A leading U+FEFF is part of the topic (MQTT 3.1.1 §1.5.3, MQTT 5 §1.5.4), as mqtt.js reads it.
+const topicDecoder = new TextDecoder("utf-8", { fatal: true, ignoreBOM: true });
 
 /**
  * Splits bytes from the broker into PUBLISH packets to take and bytes to
