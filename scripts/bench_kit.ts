@@ -103,21 +103,3 @@ export async function runSectionAlone(
     await Deno.remove(root, { recursive: true });
   }
 }
-
-/**
- * Places a process and all its threads on the given CPUs (`taskset -a -p -c`,
- * e.g. "0" or "1-3"); threads it starts later inherit the placement. False
- * when taskset is missing or refuses.
- */
-export async function pinCpus(pid: number, cpus: string): Promise<boolean> {
-  try {
-    const out = await new Deno.Command("taskset", {
-      args: ["-a", "-p", "-c", cpus, String(pid)],
-      stdout: "null",
-      stderr: "null",
-    }).output();
-    return out.success;
-  } catch {
-    return false;
-  }
-}

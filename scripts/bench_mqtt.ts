@@ -2,25 +2,24 @@
  * MQTT benchmark: how fast QoS 1 messages go from Mosquitto through the agent
  * (MQTT source, spool, Zerobus client) into the stand-in, with nothing lost.
  *
- * 1. limit: a bare QoS 1 subscriber (`bench_mqtt_subscriber.ts`, its own
- *    process; acks at once, no spool) fed by a fast QoS 1 publisher (this
- *    process) through the same Mosquitto.
- * 2. json: the agent (its own process, persistent session, QoS 1) reading JSON
- *    messages, one record each.
- * 3. sparkplug: the same with Sparkplug B DDATA of 10 metrics (NBIRTH/DBIRTH first).
- * 4. serial: the json run with `receive_maximum: 1` (one message per spool commit, as
- *    before acks were pipelined), for comparison, at most 5 s.
+ * 1. json: a fast QoS 1 publisher (this process) sends JSON messages (one
+ *    record each) through Mosquitto to two subscribers at once: the agent
+ *    (its own process, MQTT 5 persistent session, QoS 1) and a bare
+ *    subscriber (`bench_mqtt_subscriber.ts`, its own process, same protocol
+ *    version and receive window, acks at once, keeps nothing). The bare
+ *    subscriber's rate is the limit, "what Mosquitto delivers to one
+ *    subscriber", measured in the same run under the same load; the agent
+ *    keeps up when it has every message in the stand-in's table as soon.
+ * 2. sparkplug: the agent alone on Sparkplug B DDATA of 10 metrics
+ *    (NBIRTH/DBIRTH first), the publisher's lead over the agent's spool capped.
+ * 3. serial: the json run with `receive_maximum: 1` (one message per spool
+ *    commit, as before acks were pipelined), for comparison, at most 5 s.
  *
- * In two layouts (see `benchMqtt`): split (publisher and Mosquitto on CPU 0,
- * the subscriber side on the other CPUs; all four runs) and shared (every
- * process on every core; 1 and 2 only).
- *
- * For 2 and 3 the publisher runs for `durationS` as fast as the agent keeps up
- * (its lead over the agent's spool is capped); then every published message
- * must be in the stand-in's table: messages/s = published / time until the last
- * one is there. Reports agent CPU (cores) and peak RSS, and what else used the
- * machine meanwhile (broker, this process as publisher, all cores busy, from
- * /proc). Never asserts.
+ * Rates are messages published / time from the first publish until the last
+ * one is in (the bare subscriber's count; the agent: rows in the stand-in's
+ * table). Reports the agent's CPU by thread and peak RSS, and what the
+ * broker, the bare subscriber, the stand-in, the publisher and the whole
+ * machine used meanwhile (from /proc). Never asserts.
  *
  * Alone: `deno run --allow-all scripts/bench_mqtt.ts [--duration 20]` starts its
  * own zerobus-local and prints one JSON line on stdout.
@@ -32,7 +31,6 @@ import {
   type BenchSectionOptions,
   cpuSeconds,
   freePort,
-  pinCpus,
   rssPeakMb,
   runSectionAlone,
   sleep,
@@ -93,19 +91,21 @@ async function startBroker(root: string): Promise<Broker> {
 
 /**
  * Publishes `next(i)` messages at QoS 1 with up to WINDOW awaiting their
- * PUBACK, while `mayGo()` allows, until `untilMs`. Returns how many were published.
+ * PUBACK, while `mayGo()` allows, until `untilMs` or `max` messages. Returns
+ * how many were published.
  */
 async function publishFast(
   pub: MqttClient,
   next: (i: number) => { topic: string; payload: Uint8Array | string },
   untilMs: number,
   mayGo: (published: number) => boolean = () => true,
+  max = Infinity,
 ): Promise<number> {
   let sent = 0;
   let acked = 0;
   let failed: Error | undefined;
   let wake = () => {};
-  while (performance.now() < untilMs) {
+  while (performance.now() < untilMs && sent < max) {
     if (failed) throw failed;
     if (sent - acked >= WINDOW || !mayGo(sent)) {
       await Promise.race([new Promise<void>((r) => wake = r), sleep(20)]);
@@ -122,69 +122,61 @@ async function publishFast(
   return sent;
 }
 
+/** The bare subscriber process and the messages it received so far. */
+interface BareSubscriber {
+  pid: number;
+  received(): number;
+  stop(): Promise<void>;
+}
+
 /**
- * Messages/s Mosquitto delivers to a bare MQTT 5 QoS 1 subscriber (its own
- * process, placed on `cpus` when given) from a fast QoS 1 publisher (this
- * process), after a 1 s warm-up.
+ * Starts `bench_mqtt_subscriber.ts` on `filter` (a persistent session with a
+ * `clientId`); resolves once it is subscribed, or at once with `ready` false
+ * (a session that has its subscription gets its messages before the SUBACK).
  */
-async function measureLimit(url: string, seconds: number, cpus?: string): Promise<number> {
+async function startBareSubscriber(
+  url: string,
+  filter: string,
+  clientId?: string,
+  ready = true,
+): Promise<BareSubscriber> {
   const script = new URL("./bench_mqtt_subscriber.ts", import.meta.url).pathname;
   const child = new Deno.Command(Deno.execPath(), {
-    args: ["run", "--allow-all", script, url, "limit/#"],
+    args: ["run", "--allow-all", script, url, filter, ...(clientId ? [clientId] : [])],
     stdout: "piped",
     stderr: "inherit",
   }).spawn();
-  try {
-    if (cpus) await pinCpus(child.pid, cpus);
-    let received = -1;
-    const reading = (async () => {
-      let buf = "";
-      for await (const chunk of child.stdout.pipeThrough(new TextDecoderStream())) {
-        buf += chunk;
-        const lines = buf.split("\n");
-        buf = lines.pop()!;
-        for (const line of lines) {
-          received = (JSON.parse(line) as { received?: number }).received ?? 0;
-        }
+  let received = 0;
+  let subscribed = false;
+  const reading = (async () => {
+    let buf = "";
+    for await (const chunk of child.stdout.pipeThrough(new TextDecoderStream())) {
+      buf += chunk;
+      const lines = buf.split("\n");
+      buf = lines.pop()!;
+      for (const line of lines) {
+        const m = JSON.parse(line) as { received?: number; event?: string };
+        if (m.event === "ready") subscribed = true;
+        else received = m.received ?? received;
       }
-    })();
-    const deadline = Date.now() + 20_000;
-    while (received < 0) {
-      if (Date.now() > deadline) throw new Error("the bare subscriber did not subscribe");
-      await sleep(20);
     }
-    const pub = await mqtt.connectAsync(url, { clientId: "bench_limit_pub", reconnectPeriod: 0 });
-    const payload = JSON.stringify({ value: 21.5, unit: "degC" });
-    const t0 = performance.now();
-    let startCount = 0;
-    let tStart = t0;
-    setTimeout(() => {
-      startCount = received;
-      tStart = performance.now();
-    }, 1000); // 1 s warm-up
-    const published = await publishFast(
-      pub,
-      (i) => ({ topic: `limit/line1/tag${i % 100}`, payload }),
-      t0 + seconds * 1000,
-    );
-    const tEnd = performance.now();
-    const endCount = received;
-    await pub.endAsync();
-    // Every message must arrive (as for the agent), else the figure means nothing.
-    const drain = Date.now() + 30_000;
-    while (received < published && Date.now() < drain) await sleep(50);
-    if (received < published) {
-      throw new Error(`the bare subscriber got ${received} of ${published} messages`);
-    }
-    child.kill("SIGTERM");
-    await reading;
-    return (endCount - startCount) / ((tEnd - tStart) / 1000);
-  } finally {
+  })();
+  const stop = async () => {
     try {
-      child.kill("SIGKILL");
+      child.kill("SIGTERM");
     } catch { /* already gone */ }
     await child.status;
+    await reading;
+  };
+  const deadline = Date.now() + 20_000;
+  while (ready && !subscribed) {
+    if (Date.now() > deadline) {
+      await stop();
+      throw new Error("the bare subscriber did not subscribe");
+    }
+    await sleep(20);
   }
+  return { pid: child.pid, received: () => received, stop };
 }
 
 /** Rows of `table` in the stand-in (its `GET /tables`). */
@@ -206,7 +198,6 @@ async function startAgent(
   name: string,
   source: string,
   table: string,
-  cpus?: string,
 ): Promise<Agent> {
   const port = freePort();
   const dataDir = `${o.root}/agent_${name}`;
@@ -228,7 +219,6 @@ backpressure: { disk_spool: { max_size_mb: 4000 } }
 `,
   );
   const proc = await spawnSelf(["run", "--config", cfg], "ready");
-  if (cpus) await pinCpus(proc.pid, cpus);
   const api = async (path: string) => await (await fetch(`http://127.0.0.1:${port}${path}`)).json();
   const deadline = Date.now() + 20_000;
   while ((await api("/api/status")).sources?.[name]?.state !== "connected") {
@@ -260,8 +250,14 @@ interface AgentRun {
   machine_busy_cores: number;
   /** Most records published but not yet in the agent's spool, seen every 200 ms. */
   backlog_peak_records: number;
-  /** Times the publisher waited because the agent was MAX_LEAD behind (0: it kept up). */
-  publisher_waits_for_agent: number;
+  /** The bare subscriber of the same run (json only). */
+  bare_subscriber?: {
+    /** Messages/s: published / time until it had them all (the limit). */
+    messages_per_s: number;
+    cpu_cores: number;
+    /** Seconds after the bare subscriber had every message, the agent had every row. */
+    agent_later_s: number;
+  };
 }
 
 /** CPU seconds every core of the machine spent busy so far (/proc/stat), NaN when unreadable. */
@@ -308,8 +304,11 @@ function threadCores(
 }
 
 /**
- * Publishes for `seconds` (capped lead over the agent's spool), then waits until
- * `recordsPerMessage` × published + `extraRecords` rows are in the table.
+ * Publishes for `seconds`, then waits until `recordsPerMessage` × published +
+ * `extraRecords` rows are in the table. With a bare subscriber in the same
+ * run the publisher goes as fast as it can (Mosquitto queues what a
+ * subscriber has not taken yet); without one its lead over the agent's spool
+ * is capped at `maxLead` messages.
  */
 async function measureAgent(
   o: BenchMqttOptions,
@@ -320,13 +319,12 @@ async function measureAgent(
   next: (i: number) => { topic: string; payload: Uint8Array | string },
   recordsPerMessage: number,
   extraRecords: number,
-  seconds = o.durationS,
-  maxLead = MAX_LEAD,
+  opts: { seconds?: number; maxLead?: number; bare?: BareSubscriber } = {},
 ): Promise<AgentRun> {
+  const { seconds = o.durationS, maxLead = MAX_LEAD, bare } = opts;
   let spooled = 0;
   let sent = 0;
   let backlogPeak = 0;
-  let waits = 0;
   let polling = true;
   const poller = (async () => {
     while (polling) {
@@ -338,34 +336,30 @@ async function measureAgent(
   const c0 = cpuSeconds(agent.pid);
   const th0 = threadSeconds(agent.pid);
   const [b0, s0, p0] = [cpuSeconds(brokerPid), cpuSeconds(o.standIn.pid), cpuSeconds(Deno.pid)];
+  const bare0 = bare ? cpuSeconds(bare.pid) : 0;
   const m0 = machineBusySeconds();
   const t0 = performance.now();
-  const published = await publishFast(
-    pub,
-    next,
-    t0 + seconds * 1000,
-    (n) => {
-      sent = n;
-      const go = n * recordsPerMessage - spooled < maxLead * recordsPerMessage;
-      if (!go) waits++;
-      return go;
-    },
-  );
-  polling = false;
-  await poller;
+  const published = await publishFast(pub, next, t0 + seconds * 1000, (n) => {
+    sent = n;
+    return bare !== undefined || n * recordsPerMessage - spooled < maxLead * recordsPerMessage;
+  });
   const expected = published * recordsPerMessage + extraRecords;
   let rows = 0;
+  let bareDone = NaN;
   const deadline = Date.now() + DRAIN_TIMEOUT_MS;
   while ((rows = await tableRows(o.standIn, table)) < expected && Date.now() < deadline) {
+    if (bare && isNaN(bareDone) && bare.received() >= published) bareDone = performance.now();
     await sleep(50);
   }
   const dt = (performance.now() - t0) / 1000;
+  while (bare && isNaN(bareDone) && Date.now() < deadline) {
+    if (bare.received() >= published) bareDone = performance.now();
+    else await sleep(50);
+  }
+  polling = false;
+  await poller;
+  const bareDt = (bareDone - t0) / 1000;
   const cpu = (cpuSeconds(agent.pid) - c0) / dt;
-  const threads = threadCores(th0, threadSeconds(agent.pid), dt);
-  const broker = cores(cpuSeconds(brokerPid) - b0, dt);
-  const standIn = cores(cpuSeconds(o.standIn.pid) - s0, dt);
-  const publisher = cores(cpuSeconds(Deno.pid) - p0, dt);
-  const machine = cores(machineBusySeconds() - m0, dt);
   return {
     messages_per_s: Math.round(published / dt),
     records_per_s: Math.round(published * recordsPerMessage / dt),
@@ -375,40 +369,45 @@ async function measureAgent(
     lost: Math.max(0, expected - rows),
     agent_cpu_cores: Math.round(cpu * 100) / 100,
     agent_peak_rss_mb: rssPeakMb(agent.pid),
-    agent_threads_cpu_cores: threads,
-    broker_cpu_cores: broker,
-    stand_in_cpu_cores: standIn,
-    publisher_cpu_cores: publisher,
-    machine_busy_cores: machine,
+    agent_threads_cpu_cores: threadCores(th0, threadSeconds(agent.pid), dt),
+    broker_cpu_cores: cores(cpuSeconds(brokerPid) - b0, dt),
+    stand_in_cpu_cores: cores(cpuSeconds(o.standIn.pid) - s0, dt),
+    publisher_cpu_cores: cores(cpuSeconds(Deno.pid) - p0, dt),
+    machine_busy_cores: cores(machineBusySeconds() - m0, dt),
     backlog_peak_records: backlogPeak,
-    publisher_waits_for_agent: waits,
+    bare_subscriber: bare && {
+      messages_per_s: Math.round(published / bareDt),
+      cpu_cores: cores(cpuSeconds(bare.pid) - bare0, dt),
+      agent_later_s: Math.round((dt - bareDt) * 100) / 100,
+    },
   };
 }
 
-/** Runs the agent on JSON messages (one record each); `receiveMaximum` 1 = one commit each. */
+/**
+ * Runs the agent on JSON messages (one record each) with a bare subscriber in
+ * the same run; `receiveMaximum` 1 = one commit each, the agent alone, 5 s.
+ */
 async function benchJson(
   o: BenchMqttOptions,
   broker: Broker,
   run: string,
-  cpus?: string,
   receiveMaximum?: number,
 ): Promise<AgentRun> {
   const name = receiveMaximum === undefined ? "json" : `json_rm${receiveMaximum}`;
   const table = `bench.mqtt.${name}_${run}`;
-  const clientId = `bench_${name}_${run}`;
   const rm = receiveMaximum === undefined ? "" : `receive_maximum: ${receiveMaximum}, `;
   const agent = await startAgent(
     o,
     "mqtt_json",
-    `  - { name: mqtt_json, protocol: mqtt, endpoint: "${broker.url}", topics: ["${name}/#"], qos: 1, ${rm}client_id: ${clientId}, site: s, area: a, line: l, equipment: e }`,
+    `  - { name: mqtt_json, protocol: mqtt, endpoint: "${broker.url}", topics: ["${name}/#"], qos: 1, ${rm}client_id: bench_${name}_${run}, site: s, area: a, line: l, equipment: e }`,
     table,
-    cpus,
   );
+  const serial = receiveMaximum !== undefined;
+  const bare = serial ? undefined : await startBareSubscriber(broker.url, `${name}/#`);
   const pub = await mqtt.connectAsync(broker.url, {
     clientId: "bench_json_pub",
     reconnectPeriod: 0,
   });
-  const serial = receiveMaximum !== undefined;
   try {
     return await measureAgent(
       o,
@@ -419,11 +418,11 @@ async function benchJson(
       (i) => ({ topic: `${name}/line1/tag${i % 100}`, payload: `{"value":${i},"unit":"degC"}` }),
       1,
       0,
-      serial ? Math.min(5, o.durationS) : o.durationS,
-      serial ? 200 : MAX_LEAD,
+      serial ? { seconds: Math.min(5, o.durationS), maxLead: 200 } : { bare },
     );
   } finally {
     await pub.endAsync();
+    await bare?.stop();
     await agent.stop();
   }
 }
@@ -473,19 +472,13 @@ function sparkplugMessages() {
 }
 
 /** Runs the agent on Sparkplug DDATA with 10 metrics per message. */
-async function benchSparkplug(
-  o: BenchMqttOptions,
-  broker: Broker,
-  run: string,
-  cpus?: string,
-): Promise<AgentRun> {
+async function benchSparkplug(o: BenchMqttOptions, broker: Broker, run: string): Promise<AgentRun> {
   const table = `bench.mqtt.sparkplug_${run}`;
   const agent = await startAgent(
     o,
     "mqtt_sparkplug",
     `  - { name: mqtt_sparkplug, protocol: mqtt, endpoint: "${broker.url}", topics: ["spBv1.0/Bench/#"], qos: 1, client_id: bench_sp_${run} }`,
     table,
-    cpus,
   );
   const pub = await mqtt.connectAsync(broker.url, { clientId: "bench_sp_pub", reconnectPeriod: 0 });
   try {
@@ -507,100 +500,136 @@ async function benchSparkplug(
   }
 }
 
-/** Where the benchmark's processes run: see `benchMqtt`. */
-interface Layout {
-  /** The publisher (this process) and Mosquitto. */
-  load?: string;
-  /** The subscriber: the bare one or the agent, and the stand-in. */
-  subscriber?: string;
+/** Messages/s while a subscriber empties a backlog Mosquitto kept for it. */
+interface DrainRun {
+  backlog: number;
+  agent_messages_per_s: number;
+  agent_cpu_cores: number;
+  /** By thread, as in the json run. */
+  agent_threads_cpu_cores: Record<string, number>;
+  /** The stand-in while the agent drained. */
+  stand_in_cpu_cores: number;
+  bare_subscriber_messages_per_s: number;
+  bare_subscriber_cpu_cores: number;
 }
 
-/** CPU lists of the split layout (`0` and `1-(n-1)`), undefined with one core or no taskset. */
-async function splitLayout(): Promise<Layout | undefined> {
-  const n = navigator.hardwareConcurrency;
-  if (n < 2 || !(await pinCpus(Deno.pid, `0-${n - 1}`))) return undefined;
-  return { load: "0", subscriber: n === 2 ? "1" : `1-${n - 1}` };
+/**
+ * How fast each subscriber can take messages when the publisher is not
+ * competing for the machine: both subscribe (persistent sessions) and stop,
+ * `count` JSON messages are published, then each starts again alone and takes
+ * its backlog; the rate counts from the first message it has to the last.
+ */
+async function benchDrain(
+  o: BenchMqttOptions,
+  broker: Broker,
+  run: string,
+  count: number,
+): Promise<DrainRun> {
+  const table = `bench.mqtt.drain_${run}`;
+  const source =
+    `  - { name: mqtt_json, protocol: mqtt, endpoint: "${broker.url}", topics: ["drain/#"], qos: 1, client_id: bench_drain_${run}, site: s, area: a, line: l, equipment: e }`;
+  const bareId = `bench_drain_bare_${run}`;
+  await (await startAgent(o, "mqtt_json", source, table)).stop();
+  await (await startBareSubscriber(broker.url, "drain/#", bareId)).stop();
+  const pub = await mqtt.connectAsync(broker.url, {
+    clientId: "bench_drain_pub",
+    reconnectPeriod: 0,
+  });
+  await publishFast(
+    pub,
+    (i) => ({
+      topic: `drain/line1/tag${i % 100}`,
+      payload: `{"value":${i},"unit":"degC"}`,
+    }),
+    Infinity,
+    undefined,
+    count,
+  );
+  await pub.endAsync();
+  const agent = await startAgent(o, "mqtt_json", source, table);
+  const agentRate = await drainRate(() => tableRows(o.standIn, table), count, agent.pid, [
+    o.standIn.pid,
+  ]);
+  await agent.stop();
+  const bare = await startBareSubscriber(broker.url, "drain/#", bareId, false);
+  const bareRate = await drainRate(() => Promise.resolve(bare.received()), count, bare.pid);
+  await bare.stop();
+  return {
+    backlog: count,
+    agent_messages_per_s: agentRate.rate,
+    agent_cpu_cores: agentRate.cores,
+    agent_threads_cpu_cores: agentRate.threads,
+    stand_in_cpu_cores: agentRate.others[0],
+    bare_subscriber_messages_per_s: bareRate.rate,
+    bare_subscriber_cpu_cores: bareRate.cores,
+  };
 }
 
-/** Places this process, the broker and the stand-in for `layout` (all CPUs when not given). */
-async function place(o: BenchMqttOptions, broker: Broker, layout: Layout): Promise<void> {
-  const all = `0-${navigator.hardwareConcurrency - 1}`;
-  await pinCpus(Deno.pid, layout.load ?? all);
-  await pinCpus(broker.pid, layout.load ?? all);
-  await pinCpus(o.standIn.pid, layout.subscriber ?? all);
+/**
+ * Rate and CPU of `pid` (in all, by thread, and of the `others` processes)
+ * from the first count above 0 until `count` (counted every 20 ms).
+ */
+async function drainRate(
+  counted: () => Promise<number>,
+  count: number,
+  pid: number,
+  others: number[] = [],
+): Promise<{ rate: number; cores: number; threads: Record<string, number>; others: number[] }> {
+  let n = 0;
+  const deadline = Date.now() + DRAIN_TIMEOUT_MS;
+  while ((n = await counted()) === 0 && Date.now() < deadline) await sleep(20);
+  const [first, t0, c0, th0] = [n, performance.now(), cpuSeconds(pid), threadSeconds(pid)];
+  const o0 = others.map(cpuSeconds);
+  while ((n = await counted()) < count && Date.now() < deadline) await sleep(20);
+  if (n < count) throw new Error(`drain: ${n} of ${count} messages arrived`);
+  const dt = (performance.now() - t0) / 1000;
+  return {
+    rate: Math.round((count - first) / dt),
+    cores: cores(cpuSeconds(pid) - c0, dt),
+    threads: threadCores(th0, threadSeconds(pid), dt),
+    others: others.map((p, i) => cores(cpuSeconds(p) - o0[i], dt)),
+  };
 }
 
 /**
  * Runs the measurements against a new Mosquitto and the given stand-in;
  * returns the figures (also logged through `log`).
- *
- * The target is "the agent keeps up with what Mosquitto delivers to one
- * subscriber". With every process free to use every core, the agent's run
- * also measures how much CPU the agent and the stand-in (the cloud's part,
- * here on the same machine) take away from the publisher and the broker, so
- * the ratio falls below 1 on a small machine even when the agent drains its
- * broker session as fast as it is filled. The split layout (when there are 2+
- * cores and `taskset`) separates the load from what is measured: the
- * publisher and Mosquitto on CPU 0, the subscriber on the others — the bare
- * subscriber for the limit, the agent with the stand-in for the agent's runs.
- * Both layouts are reported; the ratio of the split one is the target's.
  */
 export async function benchMqtt(o: BenchMqttOptions): Promise<Record<string, unknown>> {
   const broker = await startBroker(o.root);
   const run = String(Date.now());
-  const split = await splitLayout();
   try {
-    const results: Record<string, unknown> = {};
-    if (split) {
-      await place(o, broker, split);
-      const where =
-        `publisher and Mosquitto on CPU ${split.load}, subscriber on ${split.subscriber}`;
-      o.log(`mqtt split layout: ${where}`);
-      Object.assign(results, await measureLayout(o, broker, `${run}s`, split, true));
-      results.layout = `split: ${where} (the agent with the stand-in)`;
-      await place(o, broker, {});
-    }
-    o.log("mqtt shared layout: every process on every core");
-    const shared = await measureLayout(o, broker, run, {}, !split);
-    if (split) results.shared_layout = shared;
-    else Object.assign(results, shared, { layout: "shared: every process on every core" });
-    return { ...results, duration_s: o.durationS, cores: navigator.hardwareConcurrency };
+    o.log(
+      `mqtt json: agent and a bare subscriber in the same run, QoS 1, ${o.durationS} s of publishing`,
+    );
+    const json = await benchJson(o, broker, run);
+    o.log(`mqtt json: ${JSON.stringify(json)}`);
+    o.log(`mqtt sparkplug: DDATA with ${SP_METRICS} metrics, QoS 1, ${o.durationS} s`);
+    const spark = await benchSparkplug(o, broker, run);
+    o.log(`mqtt sparkplug: ${JSON.stringify(spark)}`);
+    o.log("mqtt serial: the json run with receive_maximum 1 (one spool commit per message)");
+    const serial = await benchJson(o, broker, run, 1);
+    o.log(`mqtt serial: ${JSON.stringify(serial)}`);
+    const backlog = Math.max(20_000, json.published);
+    o.log(
+      `mqtt drain: the agent, then the bare subscriber alone, each on a ${backlog}-message backlog`,
+    );
+    const drain = await benchDrain(o, broker, run, backlog);
+    o.log(`mqtt drain: ${JSON.stringify(drain)}`);
+    const limit = json.bare_subscriber!.messages_per_s;
+    return {
+      mqtt_limit_messages_per_s: limit,
+      mqtt_json: json,
+      mqtt_json_ratio: Math.round((json.messages_per_s / limit) * 100) / 100,
+      mqtt_sparkplug: spark,
+      mqtt_json_one_commit_per_message: serial,
+      mqtt_drain: drain,
+      duration_s: o.durationS,
+      cores: navigator.hardwareConcurrency,
+    };
   } finally {
-    if (split) await place(o, broker, {});
     await broker.stop();
   }
-}
-
-/**
- * The limit and the agent's JSON run in one layout; with `all`, also the
- * Sparkplug run and the one-commit-per-message run.
- */
-async function measureLayout(
-  o: BenchMqttOptions,
-  broker: Broker,
-  run: string,
-  layout: Layout,
-  all: boolean,
-): Promise<Record<string, unknown>> {
-  o.log(`mqtt limit: bare QoS 1 subscriber, fast QoS 1 publisher, ${o.durationS} s`);
-  const limit = await measureLimit(broker.url, o.durationS, layout.subscriber);
-  o.log(`mqtt limit: ${Math.round(limit)} messages/s`);
-  o.log(`mqtt json: agent, QoS 1, persistent session, ${o.durationS} s of publishing`);
-  const json = await benchJson(o, broker, run, layout.subscriber);
-  o.log(`mqtt json: ${JSON.stringify(json)}`);
-  const out: Record<string, unknown> = {
-    mqtt_limit_messages_per_s: Math.round(limit),
-    mqtt_json: json,
-    mqtt_json_ratio: Math.round((json.messages_per_s / limit) * 100) / 100,
-  };
-  if (!all) return out;
-  o.log(`mqtt sparkplug: DDATA with ${SP_METRICS} metrics, QoS 1, ${o.durationS} s`);
-  out.mqtt_sparkplug = await benchSparkplug(o, broker, run, layout.subscriber);
-  o.log(`mqtt sparkplug: ${JSON.stringify(out.mqtt_sparkplug)}`);
-  o.log("mqtt serial: the json run with receive_maximum 1 (one spool commit per message)");
-  out.mqtt_json_one_commit_per_message = await benchJson(o, broker, run, layout.subscriber, 1);
-  o.log(`mqtt serial: ${JSON.stringify(out.mqtt_json_one_commit_per_message)}`);
-  return out;
 }
 
 if (import.meta.main) await runSectionAlone("mqtt", benchMqtt);

@@ -1,26 +1,30 @@
 /**
- * The MQTT benchmark's bare subscriber, in its own process so that it can be
- * placed on a core of its own like the agent: MQTT 5, QoS 1, receive window
- * 1000 (as the agent's source), acknowledges at once and does nothing else.
+ * The MQTT benchmark's bare subscriber, in its own process like the agent
+ * (not in the publisher's thread): MQTT 5, QoS 1, receive window 1000 (as the
+ * agent's source), acknowledges at once and does nothing else.
  *
- * `deno run --allow-all scripts/bench_mqtt_subscriber.ts <url> <filter>`
- * prints `{"event":"ready"}` once subscribed, then `{"received":N}` every
- * 100 ms on stdout, until SIGTERM.
+ * `deno run --allow-all scripts/bench_mqtt_subscriber.ts <url> <filter> [client id]`
+ * prints `{"received":N}` every 100 ms on stdout from the start and
+ * `{"event":"ready"}` once subscribed, until SIGTERM. With a client id the session is
+ * persistent (as the agent's), so messages published while it was stopped
+ * wait in Mosquitto for its next start.
  */
 import mqtt from "mqtt";
 
-const [url, filter] = Deno.args;
-const sub = await mqtt.connectAsync(url, {
-  clientId: `bench_limit_sub_${Deno.pid}`,
+const [url, filter, clientId] = Deno.args;
+const sub = mqtt.connect(url, {
+  clientId: clientId ?? `bench_limit_sub_${Deno.pid}`,
+  clean: clientId === undefined,
   reconnectPeriod: 0,
   protocolVersion: 5,
-  properties: { receiveMaximum: 1000 },
+  properties: { receiveMaximum: 1000, ...(clientId ? { sessionExpiryInterval: 3600 } : {}) },
 });
 let received = 0;
-sub.on("message", () => received++);
+sub.on("message", () => received++); // before CONNACK: queued messages follow it at once
+const timer = setInterval(() => console.log(JSON.stringify({ received })), 100);
+await new Promise((r) => sub.once("connect", r));
 await sub.subscribeAsync(filter, { qos: 1 });
 console.log(JSON.stringify({ event: "ready" }));
-const timer = setInterval(() => console.log(JSON.stringify({ received })), 100);
 Deno.addSignalListener("SIGTERM", () => {
   clearInterval(timer);
   sub.end(true);
