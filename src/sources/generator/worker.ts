@@ -38,8 +38,12 @@ function generatorDriver(cfg: GeneratorSourceConfig, kit: SourceKit): SourceDriv
         continue;
       }
       const now = Date.now() * 1000;
-      for (let i = 0; i < n; i++) kit.emit(next(now));
-      produced += n;
+      // A slice stops where the credit ends (a batch posted), not up to 10 batches later.
+      for (let i = 0; i < n; i++) {
+        kit.emit(next(now));
+        produced++;
+        if (!kit.hasCredit()) break;
+      }
       // Yield so `committed` and `stop` messages are handled between slices.
       await new Promise((r) => setTimeout(r, 0));
     }
