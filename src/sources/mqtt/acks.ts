@@ -175,8 +175,12 @@ export class AckGate {
     if (!group || group.stream !== stream) {
       const g: AckGroup = { acks: [], stream, settled: false };
       const release = () => {
-        const c = this.#client as unknown as { connected: boolean; stream: unknown } | undefined;
-        this.#release(commit, g, c?.connected === true && c.stream === g.stream);
+        const c = this.#client as unknown as
+          | { connected: boolean; disconnecting: boolean; stream: unknown }
+          | undefined;
+        // Not after a DISCONNECT (a stopping source): the broker redelivers those messages.
+        const open = c?.connected === true && !c.disconnecting && c.stream === g.stream;
+        this.#release(commit, g, open);
       };
       commit.then(release, release);
       this.#waiting.set(commit, group = g);

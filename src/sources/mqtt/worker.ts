@@ -179,9 +179,30 @@ class MqttSource implements SourceDriver {
     if (!c) return;
     const offline = this.own?.sayOffline(c);
     if (offline) await offline;
-    // Force: unacknowledged QoS 1/2 messages stay with the broker (persistent session).
-    await new Promise<void>((resolve) => c.end(true, {}, () => resolve()));
+    await endGracefully(c);
   }
+}
+
+/** How long a stopping source waits for its DISCONNECT to go out before it drops the connection. */
+const STOP_GRACE_MS = 2000;
+
+/**
+ * Ends the connection with a DISCONNECT, after what was already written (the
+ * acks of committed messages) has gone out; held acks are never sent, so
+ * their messages stay with the broker (persistent session). Drops the
+ * connection when that takes over STOP_GRACE_MS (a broker that is gone).
+ */
+function endGracefully(c: MqttClient): Promise<void> {
+  return new Promise<void>((resolve) => {
+    const force = setTimeout(() => {
+      (c as unknown as { stream?: { destroy?: () => void } }).stream?.destroy?.();
+      resolve();
+    }, STOP_GRACE_MS);
+    c.end(false, {}, () => {
+      clearTimeout(force);
+      resolve();
+    });
+  });
 }
 
 runSourceWorker((source, kit) => {
