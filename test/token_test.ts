@@ -11,7 +11,7 @@ import {
 const table = { catalog: "main", schema: "iot", table: "readings" };
 
 Deno.test("token: cached until shortly before expiry, then refreshed", async () => {
-  const zl = await startZerobusLocal({ dataDir: await Deno.makeTempDir(), tokenTtlS: 2 });
+  const zl = await startZerobusLocal({ dataDir: await Deno.makeTempDir(), tokenTtlS: 4 });
   try {
     const p = new TokenProvider({
       workspaceUrl: zl.workspaceUrl,
@@ -23,7 +23,8 @@ Deno.test("token: cached until shortly before expiry, then refreshed", async () 
     const a = await p.get();
     assertEquals(await p.get(), a, "cached");
     assertEquals(zl.stats().tokens_issued, 1);
-    await new Promise((r) => setTimeout(r, 1100)); // refreshed at half of a 2 s lifetime
+    // Refreshed at half of a 4 s lifetime (the cached call above has 2 s to happen in).
+    await new Promise((r) => setTimeout(r, 2100));
     const b = await p.get();
     assert(a !== b, "a new token after the refresh point");
     assertEquals(zl.stats().tokens_issued, 2);
