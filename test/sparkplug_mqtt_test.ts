@@ -133,7 +133,8 @@ Deno.test({
         endpoint: broker.url,
         topics: ["spBv1.0/#"],
         qos: 1,
-        sparkplug: { reorder_timeout_ms: 1000, rebirth_interval_ms: 0 },
+        // Wide enough that a busy machine never stalls three publishes past it.
+        sparkplug: { reorder_timeout_ms: 3000, rebirth_interval_ms: 0 },
       });
       await connected(src);
       const birth = async (node: string) => {
