@@ -23,7 +23,7 @@ export function attachHooks(
   handler: MessageHandler,
 ): void {
   installPublishReader(c, publishTaker(run, gate, handler));
-  c.options.customHandleAcks = onPublishHook(run, gate, handler) as never;
+  c.options.customHandleAcks = onPublishHook(c, run, gate, handler) as never;
   gate.attach(c);
   c.handleMessage = onMessageHook(run, handler);
 }
@@ -31,14 +31,16 @@ export function attachHooks(
 /** What our PUBLISH reader does with the messages it takes (see `answer` below for mqtt.js'). */
 function publishTaker(run: MqttRun, gate: AckGate, handler: MessageHandler): PublishTaker {
   return {
-    // Stopping: mqtt.js' hooks drop them unacknowledged.
-    route: () => run.stopping ? "pass" : run.kit.hasCredit() && !gate.full ? "take" : "wait",
+    // Stopping: taken and dropped unacknowledged (the broker keeps them), so that mqtt.js
+    // still reads the PUBACK of the offline STATE a Sparkplug host publishes last.
+    route: () => run.stopping || run.kit.hasCredit() && !gate.full ? "take" : "wait",
     async whenMayTake() {
       run.kit.flush();
       if (!run.kit.hasCredit()) await run.kit.waitForCredit();
       await gate.whenRoom();
     },
     take(p: TakenPublish, connection: unknown) {
+      if (run.stopping) return;
       const held = handler.handleSafely(p.topic, p.payload, p as unknown as IPublishPacket);
       if (p.qos === 1) gate.ackAfter(p.messageId!, held, connection);
       if (gate.full) run.kit.flush();
@@ -57,7 +59,7 @@ function afterCredit(run: MqttRun, fn: () => void): void {
  * commit the PUBACK/PUBREC waits for with the gate, and lets mqtt.js read the
  * next packet at once.
  */
-function onPublishHook(run: MqttRun, gate: AckGate, handler: MessageHandler) {
+function onPublishHook(c: MqttClient, run: MqttRun, gate: AckGate, handler: MessageHandler) {
   /** Handles a QoS 1/2 message and lets mqtt.js go on; its ack waits in the gate. */
   const answer = (topic: string, message: Uint8Array, packet: IPublishPacket, done: AckDone) => {
     if (run.stopping) return;
@@ -68,10 +70,18 @@ function onPublishHook(run: MqttRun, gate: AckGate, handler: MessageHandler) {
   };
   return (topic: string, message: Uint8Array, packet: IPublishPacket, done: AckDone): void => {
     if (run.stopping) return; // no ack: the broker keeps the message for the next session
-    if (run.kit.hasCredit()) answer(topic, message, packet, done);
-    else afterCredit(run, () => answer(topic, message, packet, done));
+    if (run.kit.hasCredit()) return answer(topic, message, packet, done);
+    // Its ack may go out only on the connection it came on: after a reconnect
+    // meanwhile its packet id may name another message (the broker redelivers it).
+    const connection = streamOf(c);
+    afterCredit(run, () => {
+      if (streamOf(c) === connection) answer(topic, message, packet, done);
+    });
   };
 }
+
+/** The connection (socket stream) a client uses now. */
+const streamOf = (c: MqttClient): unknown => (c as unknown as { stream: unknown }).stream;
 
 /** mqtt.js `handleMessage`: handles QoS 0 messages (QoS 1/2 were handled in the publish hook). */
 function onMessageHook(run: MqttRun, handler: MessageHandler): MqttClient["handleMessage"] {

@@ -16,13 +16,15 @@
  * (QoS > 0), MQTT 5 property length (variable byte integer), payload.
  *
  * The reader takes a PUBLISH only while the client is connected (mqtt.js has
- * handled CONNACK; before, PUBLISH packets go to mqtt.js) and while the
- * source may take one; otherwise it stops in the middle of the bytes it has
- * and goes on from there later, which stops the socket being read
- * (backpressure), as mqtt.js does while a handler waits.
+ * handled CONNACK; before, PUBLISH packets go to mqtt.js), once mqtt.js has
+ * handled everything passed to it before (so messages are handled in the
+ * order they came, whichever path they take), and while the source may take
+ * one; otherwise it stops in the middle of the bytes it has and goes on from
+ * there later, which stops the socket being read (backpressure), as mqtt.js
+ * does while a handler waits.
  */
 import { Buffer } from "node:buffer";
-import { Transform } from "node:stream";
+import { Writable } from "node:stream";
 import type { MqttClient } from "mqtt";
 
 /** A PUBLISH the reader took: QoS 0 or 1, no MQTT 5 properties. */
@@ -119,12 +121,13 @@ export class PublishSplitter {
         this.#passing = total;
         continue;
       }
+      // What goes to mqtt.js before this PUBLISH goes first, so that `route` sees it.
+      flushPass(off);
       const way = route();
       if (way === "pass") {
         this.#passing = total;
         continue;
       }
-      flushPass(off);
       if (way === "wait") {
         stopped = true;
         break;
@@ -230,38 +233,52 @@ export function installPublishReader(client: MqttClient, taker: PublishTaker): v
     const stream = build(cl);
     const pipe = stream.pipe.bind(stream);
     // mqtt.js pipes the socket into its parser once per connection.
-    stream.pipe = ((dest: NodeJS.WritableStream, opts?: { end?: boolean }) => {
-      const reader = readerStream(client, stream, c.options.protocolVersion === 5, taker);
-      pipe(reader as unknown as NodeJS.WritableStream);
-      return reader.pipe(dest, opts);
+    stream.pipe = ((parser: NodeJS.WritableStream) => {
+      const v5 = c.options.protocolVersion === 5;
+      pipe(readerSink(client, stream, v5, taker, parser) as unknown as NodeJS.WritableStream);
+      return parser;
     }) as typeof stream.pipe;
     return stream;
   };
 }
 
-/** The Transform between `connection` and mqtt.js: takes PUBLISH packets, passes the rest on. */
-function readerStream(
+/**
+ * What the socket `connection` is piped into: takes PUBLISH packets and
+ * writes everything else to mqtt.js' `parser`. mqtt.js calls a write back
+ * once it has handled every packet in it, so a message is taken only when
+ * nothing passed before it is still waiting in mqtt.js (messages are handled
+ * in the order they came), and the next bytes are read only then (mqtt.js'
+ * backpressure, e.g. while it waits for credit, holds the socket too).
+ */
+function readerSink(
   client: MqttClient,
   connection: unknown,
   v5: boolean,
   taker: PublishTaker,
-): Transform {
+  parser: NodeJS.WritableStream,
+): Writable {
   const splitter = new PublishSplitter(v5);
+  let inMqttjs = 0; // writes to mqtt.js not handled yet
+  let handled = () => {};
+  const forward = (bytes: Uint8Array) => {
+    inMqttjs++;
+    parser.write(Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength), () => {
+      if (--inMqttjs === 0) handled();
+    });
+  };
+  const mqttjsDone = () =>
+    inMqttjs === 0 ? Promise.resolve() : new Promise<void>((r) => handled = r);
+  const current = () =>
+    client.connected && (client as unknown as { stream: unknown }).stream === connection;
   // Before CONNACK is handled, or once the client moved to a new connection, mqtt.js decides.
-  const route = () =>
-    client.connected && (client as unknown as { stream: unknown }).stream === connection
-      ? taker.route()
-      : "pass";
+  const route = () => !current() ? "pass" : inMqttjs > 0 ? "wait" : taker.route();
   const take = (p: TakenPublish) => taker.take(p, connection);
-  return new Transform({
-    transform(chunk: Buffer, _enc, done) {
+  return new Writable({
+    write(chunk: Buffer, _enc, done) {
       splitter.feed(chunk);
-      const forward = (bytes: Uint8Array) => {
-        this.push(Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength));
-      };
       const go = () => {
-        if (splitter.run(route, take, forward)) return done();
-        taker.whenMayTake().then(go, done);
+        if (splitter.run(route, take, forward)) return void mqttjsDone().then(() => done());
+        (inMqttjs > 0 ? mqttjsDone() : taker.whenMayTake()).then(go, done);
       };
       go();
     },

@@ -184,24 +184,30 @@ class MqttSource implements SourceDriver {
 }
 
 /** How long a stopping source waits for its DISCONNECT to go out before it drops the connection. */
-const STOP_GRACE_MS = 2000;
+const STOP_GRACE_MS = 1000;
 
 /**
  * Ends the connection with a DISCONNECT, after what was already written (the
  * acks of committed messages) has gone out; held acks are never sent, so
- * their messages stay with the broker (persistent session). Drops the
- * connection when that takes over STOP_GRACE_MS (a broker that is gone).
+ * their messages stay with the broker (persistent session). Then, or after
+ * STOP_GRACE_MS (a broker that is gone), or at once when not connected, the
+ * socket is closed for good (a stopping source reads nothing more).
  */
 function endGracefully(c: MqttClient): Promise<void> {
+  type Socket = { destroy?: () => void; unpipe?: () => void; resume?: () => void };
+  const socket = (c as unknown as { stream?: Socket }).stream;
+  // Nothing more is read (what comes now stays unacknowledged with the broker), so the
+  // broker's close after the DISCONNECT is seen at once.
+  socket?.unpipe?.();
+  socket?.resume?.();
   return new Promise<void>((resolve) => {
-    const force = setTimeout(() => {
-      (c as unknown as { stream?: { destroy?: () => void } }).stream?.destroy?.();
-      resolve();
-    }, STOP_GRACE_MS);
-    c.end(false, {}, () => {
+    const close = () => {
       clearTimeout(force);
+      socket?.destroy?.();
       resolve();
-    });
+    };
+    const force = setTimeout(close, STOP_GRACE_MS);
+    c.end(false, {}, close);
   });
 }
 
