@@ -126,6 +126,8 @@ async function publishFast(
 interface BareSubscriber {
   pid: number;
   received(): number;
+  /** Date.now() when the latest message arrived. */
+  lastAt(): number;
   stop(): Promise<void>;
 }
 
@@ -147,6 +149,7 @@ async function startBareSubscriber(
     stderr: "inherit",
   }).spawn();
   let received = 0;
+  let lastAt = 0;
   let subscribed = false;
   const reading = (async () => {
     let buf = "";
@@ -155,9 +158,9 @@ async function startBareSubscriber(
       const lines = buf.split("\n");
       buf = lines.pop()!;
       for (const line of lines) {
-        const m = JSON.parse(line) as { received?: number; event?: string };
+        const m = JSON.parse(line) as { received?: number; at?: number; event?: string };
         if (m.event === "ready") subscribed = true;
-        else received = m.received ?? received;
+        else [received, lastAt] = [m.received ?? received, m.at ?? lastAt];
       }
     }
   })();
@@ -176,7 +179,7 @@ async function startBareSubscriber(
     }
     await sleep(20);
   }
-  return { pid: child.pid, received: () => received, stop };
+  return { pid: child.pid, received: () => received, lastAt: () => lastAt, stop };
 }
 
 /** Rows of `table` in the stand-in (its `GET /tables`). */
@@ -339,32 +342,24 @@ async function measureAgent(
   const bare0 = bare ? cpuSeconds(bare.pid) : 0;
   const m0 = machineBusySeconds();
   const t0 = performance.now();
+  const t0Epoch = Date.now();
   const published = await publishFast(pub, next, t0 + seconds * 1000, (n) => {
     sent = n;
     return bare !== undefined || n * recordsPerMessage - spooled < maxLead * recordsPerMessage;
   });
   const expected = published * recordsPerMessage + extraRecords;
   let rows = 0;
-  let bareDone = NaN;
   const deadline = Date.now() + DRAIN_TIMEOUT_MS;
-  const bareCheck = () => {
-    if (bare && isNaN(bareDone) && bare.received() >= published) bareDone = performance.now();
-  };
-  // The bare subscriber is checked first in each round: a tie counts against the agent.
-  for (;;) {
-    bareCheck();
-    rows = await tableRows(o.standIn, table);
-    if (rows >= expected || Date.now() > deadline) break;
+  // The agent is done when we see its last row (up to a round late: against the agent).
+  while ((rows = await tableRows(o.standIn, table)) < expected && Date.now() <= deadline) {
     await sleep(20);
   }
   const dt = (performance.now() - t0) / 1000;
-  while (bare && isNaN(bareDone) && Date.now() < deadline) {
-    if (bare.received() >= published) bareDone = performance.now();
-    else await sleep(50);
-  }
+  // The bare subscriber is done when it had its last message, by its own clock.
+  while (bare && bare.received() < published && Date.now() <= deadline) await sleep(20);
+  const bareDt = bare ? (bare.lastAt() - t0Epoch) / 1000 : NaN;
   polling = false;
   await poller;
-  const bareDt = (bareDone - t0) / 1000;
   const cpu = (cpuSeconds(agent.pid) - c0) / dt;
   return {
     messages_per_s: Math.round(published / dt),

@@ -4,7 +4,8 @@
  * agent's source), acknowledges at once and does nothing else.
  *
  * `deno run --allow-all scripts/bench_mqtt_subscriber.ts <url> <filter> [client id]`
- * prints `{"received":N}` every 20 ms on stdout from the start and
+ * prints `{"received":N,"at":ms}` (`at`: Date.now() of the latest message)
+ * every 20 ms on stdout from the start and
  * `{"event":"ready"}` once subscribed, until SIGTERM. With a client id the session is
  * persistent (as the agent's), so messages published while it was stopped
  * wait in Mosquitto for its next start.
@@ -20,8 +21,12 @@ const sub = mqtt.connect(url, {
   properties: { receiveMaximum: 1000, ...(clientId ? { sessionExpiryInterval: 3600 } : {}) },
 });
 let received = 0;
-sub.on("message", () => received++); // before CONNACK: queued messages follow it at once
-const timer = setInterval(() => console.log(JSON.stringify({ received })), 20);
+let at = 0; // Date.now() of the latest message
+sub.on("message", () => { // before CONNACK: queued messages follow it at once
+  received++;
+  at = Date.now();
+});
+const timer = setInterval(() => console.log(JSON.stringify({ received, at })), 20);
 await new Promise((r) => sub.once("connect", r));
 await sub.subscribeAsync(filter, { qos: 1 });
 console.log(JSON.stringify({ event: "ready" }));

@@ -81,6 +81,8 @@ export function encodeAcks(acks: readonly HeldAck[]): Uint8Array | undefined {
   return out;
 }
 
+const isAck = (cmd: string) => cmd === "puback" || cmd === "pubrec";
+
 /** The acks of one connection waiting for one commit. */
 interface AckGroup {
   acks: HeldAck[];
@@ -96,6 +98,7 @@ export class AckGate {
   /** Held acks by the commit they wait for: many messages share one spool commit. */
   readonly #waiting = new Map<Promise<unknown>, AckGroup>();
   readonly #resume: Array<() => void> = [];
+  readonly #swallowed = new Set<number>();
   #held = 0;
   /** Writes a group of acks on a connection of the attached client (set by `attach`). */
   #send: (acks: HeldAck[], stream: AckStream) => void = () => {};
@@ -125,8 +128,9 @@ export class AckGate {
     this.#client = client;
     c._sendPacket = (packet, cb, cbStorePut, noStore) => {
       const id = packet.messageId;
+      if (id !== undefined && isAck(packet.cmd) && this.#swallowed.delete(id)) return cb?.();
       const commit = id === undefined ? undefined : this.#commits.get(id);
-      if (!commit || (packet.cmd !== "puback" && packet.cmd !== "pubrec")) {
+      if (!commit || !isAck(packet.cmd)) {
         return send(packet, cb, cbStorePut, noStore);
       }
       this.#commits.delete(id!);
@@ -158,6 +162,20 @@ export class AckGate {
    */
   ackAfter(messageId: number, commit: Promise<unknown> | undefined, stream: unknown): void {
     this.#enqueue({ cmd: "puback", messageId }, commit ?? Promise.resolve(), stream);
+  }
+
+  /**
+   * The PUBACK/PUBREC mqtt.js sends next for packet `messageId` is never
+   * written (a stopping source; the broker keeps the message); mqtt.js is
+   * told it was sent.
+   */
+  swallow(messageId: number): void {
+    this.#swallowed.add(messageId);
+  }
+
+  /** Lets everything that waits for room go on (a stopping source: nothing is acked any more). */
+  wake(): void {
+    this.#resume.splice(0).forEach((r) => r());
   }
 
   /** Resolves once fewer than `max` acks are held. */
@@ -211,6 +229,7 @@ export class AckGate {
    */
   reset(): void {
     this.#commits.clear();
+    this.#swallowed.clear();
     for (const g of this.#waiting.values()) {
       this.#settle(g);
       this.stats.dropped += g.acks.length;

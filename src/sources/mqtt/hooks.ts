@@ -35,6 +35,7 @@ function publishTaker(run: MqttRun, gate: AckGate, handler: MessageHandler): Pub
     // still reads the PUBACK of the offline STATE a Sparkplug host publishes last.
     route: () => run.stopping || run.kit.hasCredit() && !gate.full ? "take" : "wait",
     async whenMayTake() {
+      if (run.stopping) return;
       run.kit.flush();
       if (!run.kit.hasCredit()) await run.kit.waitForCredit();
       await gate.whenRoom();
@@ -60,16 +61,26 @@ function afterCredit(run: MqttRun, fn: () => void): void {
  * next packet at once.
  */
 function onPublishHook(c: MqttClient, run: MqttRun, gate: AckGate, handler: MessageHandler) {
+  /**
+   * Stopping: mqtt.js goes on (so it still reads the PUBACK of a Sparkplug
+   * host's offline STATE) but the message's ack is never sent: the broker
+   * keeps it for the next session.
+   */
+  const drop = (packet: IPublishPacket, done: AckDone) => {
+    if (packet.messageId !== undefined) gate.swallow(packet.messageId);
+    done(null as unknown as Error, 0);
+  };
   /** Handles a QoS 1/2 message and lets mqtt.js go on; its ack waits in the gate. */
   const answer = (topic: string, message: Uint8Array, packet: IPublishPacket, done: AckDone) => {
-    if (run.stopping) return;
+    if (run.stopping) return drop(packet, done);
     const held = handler.handleSafely(topic, message, packet);
     if (held && packet.messageId !== undefined) gate.hold(packet.messageId, held);
-    if (gate.full) run.kit.flush();
+    // The ack mqtt.js sends next may fill the gate: post the batch its commit waits for.
+    if (gate.held + 1 >= gate.max) run.kit.flush();
     done(null as unknown as Error, 0);
   };
   return (topic: string, message: Uint8Array, packet: IPublishPacket, done: AckDone): void => {
-    if (run.stopping) return; // no ack: the broker keeps the message for the next session
+    if (run.stopping) return drop(packet, done);
     if (run.kit.hasCredit()) return answer(topic, message, packet, done);
     // Its ack may go out only on the connection it came on: after a reconnect
     // meanwhile its packet id may name another message (the broker redelivers it).

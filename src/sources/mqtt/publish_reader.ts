@@ -276,11 +276,12 @@ function readerSink(
   return new Writable({
     write(chunk: Buffer, _enc, done) {
       splitter.feed(chunk);
-      const go = () => {
-        if (splitter.run(route, take, forward)) return void mqttjsDone().then(() => done());
-        (inMqttjs > 0 ? mqttjsDone() : taker.whenMayTake()).then(go, done);
+      const go = (): Promise<void> => {
+        if (splitter.run(route, take, forward)) return mqttjsDone().then(() => done());
+        return (inMqttjs > 0 ? mqttjsDone() : taker.whenMayTake()).then(go);
       };
-      go();
+      // A failure (a bug) fails this connection's stream rather than leaving it unread.
+      Promise.resolve().then(go).catch(done);
     },
   });
 }

@@ -174,6 +174,7 @@ class MqttSource implements SourceDriver {
     clearTimeout(this.retryTimer);
     this.reorder.stop();
     this.commits.stop();
+    this.gate.wake();
     const c = this.run.client;
     this.run.client = undefined;
     if (!c) return;
@@ -196,10 +197,13 @@ const STOP_GRACE_MS = 1000;
 function endGracefully(c: MqttClient): Promise<void> {
   type Socket = { destroy?: () => void; unpipe?: () => void; resume?: () => void };
   const socket = (c as unknown as { stream?: Socket }).stream;
-  // Nothing more is read (what comes now stays unacknowledged with the broker), so the
-  // broker's close after the DISCONNECT is seen at once.
-  socket?.unpipe?.();
-  socket?.resume?.();
+  // Once the DISCONNECT is out, nothing more is read, so the broker's close is seen at once.
+  // Until then mqtt.js reads on: the acks of its own publishes let `end` go on.
+  c.on("packetsend", (p: { cmd: string }) => {
+    if (p.cmd !== "disconnect") return;
+    socket?.unpipe?.();
+    socket?.resume?.();
+  });
   return new Promise<void>((resolve) => {
     const close = () => {
       clearTimeout(force);
