@@ -178,6 +178,8 @@ class MqttSource implements SourceDriver {
     const c = this.run.client;
     this.run.client = undefined;
     if (!c) return;
+    // A Sparkplug host says offline itself; its DISCONNECT then cancels the Will (the
+    // offline STATE went out before it on the same connection, so it arrived first).
     const offline = this.own?.sayOffline(c);
     if (offline) await offline;
     await endGracefully(c);
