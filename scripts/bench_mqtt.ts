@@ -26,7 +26,7 @@
  */
 import mqtt, { type MqttClient } from "mqtt";
 import { get } from "sparkplug-payload";
-import { spawnSelf } from "../src/self.ts";
+import { PARENT_ENV, spawnSelf } from "../src/self.ts";
 import {
   type BenchSectionOptions,
   cpuSeconds,
@@ -145,6 +145,7 @@ async function startBareSubscriber(
   const script = new URL("./bench_mqtt_subscriber.ts", import.meta.url).pathname;
   const child = new Deno.Command(Deno.execPath(), {
     args: ["run", "--allow-all", script, url, filter, ...(clientId ? [clientId] : [])],
+    env: { ...Deno.env.toObject(), [PARENT_ENV]: String(Deno.pid) },
     stdout: "piped",
     stderr: "inherit",
   }).spawn();

@@ -11,6 +11,9 @@
  * wait in Mosquitto for its next start.
  */
 import mqtt from "mqtt";
+import { exitWithParent } from "../src/self.ts";
+
+exitWithParent(); // a benchmark killed with SIGKILL leaves no subscriber behind
 
 const [url, filter, clientId] = Deno.args;
 const sub = mqtt.connect(url, {
