@@ -66,49 +66,53 @@ function setUp() {
 
 const tick = () => new Promise((r) => setTimeout(r, 20));
 
-Deno.test("mqtt reader order: two QoS 2 messages for mqtt.js, then a QoS 1 for the reader, in one chunk", async () => {
+/** Runs `steps` on a new client and returns the order the three messages were handled in. */
+async function handlingOrder(steps: (t: ReturnType<typeof setUp>) => Promise<void>) {
   const t = setUp();
   try {
-    t.send(CONNACK);
-    await waitFor(() => t.client.connected, "connected");
-    t.send(publish(1, 2, 1), publish(2, 2, 2), publish(3, 1, 3));
+    await steps(t);
     await waitFor(() => t.order.length === 3, "three messages");
-    assertEquals(t.order, [1, 2, 3]);
+    return t.order;
   } finally {
     t.client.end(true);
   }
+}
+
+/** CONNACK (no session) handled: the client is connected. */
+async function connect(t: ReturnType<typeof setUp>) {
+  t.send(CONNACK);
+  await waitFor(() => t.client.connected, "connected");
+}
+
+Deno.test("mqtt reader order: two QoS 2 messages for mqtt.js, then a QoS 1 for the reader, in one chunk", async () => {
+  const order = await handlingOrder(async (t) => {
+    await connect(t);
+    t.send(publish(1, 2, 1), publish(2, 2, 2), publish(3, 1, 3));
+  });
+  assertEquals(order, [1, 2, 3]);
 });
 
 Deno.test("mqtt reader order: queued messages in the CONNACK's chunk, then more, while credit is short", async () => {
-  const t = setUp();
-  try {
+  const order = await handlingOrder(async (t) => {
     t.setCredit(false);
     t.send(CONNACK_SESSION, publish(1, 1, 1), publish(2, 1, 2));
     await tick();
     t.send(publish(3, 1, 3));
     await tick();
     t.setCredit(true);
-    await waitFor(() => t.order.length === 3, "three messages");
-    assertEquals(t.order, [1, 2, 3]);
-  } finally {
-    t.client.end(true);
-  }
+  });
+  assertEquals(order, [1, 2, 3]);
 });
 
 Deno.test("mqtt reader order: a QoS 2 message waits for credit in mqtt.js while a QoS 2 and a QoS 1 arrive", async () => {
-  const t = setUp();
-  try {
-    t.send(CONNACK);
-    await waitFor(() => t.client.connected, "connected");
+  const order = await handlingOrder(async (t) => {
+    await connect(t);
     t.setCredit(false);
     t.send(publish(1, 2, 1));
     await tick();
     t.send(publish(2, 2, 2), publish(3, 1, 3));
     await tick();
     t.setCredit(true);
-    await waitFor(() => t.order.length === 3, "three messages");
-    assertEquals(t.order, [1, 2, 3]);
-  } finally {
-    t.client.end(true);
-  }
+  });
+  assertEquals(order, [1, 2, 3]);
 });
